@@ -1,0 +1,10 @@
+//! Live state only: the registry (address book of per-entity actors) and the metrics hook every
+//! actor kind uses. Sessions, user hubs, chat rooms, trackers, the matchmaker and the Redis
+//! bridge plug in here as their issues land. No SQL in an actor: persistence goes through a
+//! service.
+
+pub mod probe;
+pub mod registry;
+
+pub use probe::{ActorProbe, InFlight};
+pub use registry::{GetOrStart, Registry};

@@ -1,0 +1,11 @@
+//! The HTTP edge: the route table, thin handlers (extract → call a service → respond),
+//! the request-context middleware, extractor configuration and the OpenAPI document.
+//! No SQL and no business rules here.
+
+pub mod docs;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod routes;
+
+pub use routes::{configure, ROUTES};

@@ -1,0 +1,28 @@
+//! The route table: the one list of every `(method, path)` the router serves. The same list
+//! registers the handlers and is exported as `ROUTES`, so tests can compare the router with the
+//! OpenAPI document. Paths use `{param}` syntax, identical in actix-web and OpenAPI.
+
+use actix_web::http::Method;
+use actix_web::web;
+
+use super::{docs, health};
+
+macro_rules! route_table {
+    ($($path:literal => { $($method:ident $handler:path),+ $(,)? }),* $(,)?) => {
+        /// Every `(method, path)` served, in registration order.
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        /// Registers every route; one resource per path so an unsupported method is a 405.
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(web::resource($path)$(.route(web::method(Method::$method).to($handler)))+);)*
+        }
+    };
+}
+
+route_table! {
+    "/api/live" => { GET health::live },
+    "/api/ready" => { GET health::ready },
+    "/api/health" => { GET health::health },
+    "/api/metrics" => { GET health::metrics },
+    "/api/docs" => { GET docs::docs_redirect },
+}

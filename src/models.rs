@@ -1,0 +1,2 @@
+//! Diesel rows and queries, one file per aggregate. Functions take `&mut AsyncPgConnection` so
+//! they compose inside a service's transaction. No business rules, no HTTP.

@@ -1,0 +1,4 @@
+//! Use cases: the only place that opens transactions, checks authorization and business rules,
+//! and publishes events after commit. Services never format HTTP.
+
+pub mod health;

@@ -1,0 +1,184 @@
+//! Builds the application: pools, actors and the HTTP server; runs it until SIGTERM/SIGINT and
+//! shuts down gracefully (stop accepting, let in-flight requests finish within the grace period).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Actor;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::{ActorProbe, Registry};
+use crate::config::{Environment, Settings};
+use crate::db::{self, DbSetupError};
+use crate::http::{self, docs, extract, middleware};
+use crate::redis::Redis;
+use crate::state::AppState;
+use crate::telemetry::metrics::Metrics;
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    #[error("{0}")]
+    Redis(String),
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: String, cause: std::io::Error },
+}
+
+/// Extra routes mounted next to the real ones (used by tests to reach the error stack through
+/// a JSON endpoint of their own).
+pub type ExtraRoutes = fn(&mut web::ServiceConfig);
+
+/// `serve` and `migrate`: create the database when configured to, then apply pending migrations.
+pub async fn prepare_database(settings: &Settings) -> Result<usize, DbSetupError> {
+    if settings.database.create_if_missing {
+        db::ensure_database(&settings.database).await?;
+    } else {
+        let retry_for = Duration::from_secs(settings.database.startup_retry_secs);
+        db::connect_with_retry(
+            settings.database.url.expose(),
+            retry_for,
+            settings.database.connect_timeout(),
+        )
+        .await?;
+    }
+    db::migrate(settings.database.url.expose()).await
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Builds pools (lazily connecting), actors and the server, bound but not yet running.
+    /// Must be called inside an actix system.
+    pub fn build(
+        settings: Settings,
+        environment: Environment,
+        extra: Option<ExtraRoutes>,
+    ) -> Result<Self, StartupError> {
+        let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::new());
+        let db = db::pool(&settings.database)?;
+        let redis = Redis::new(&settings.redis).map_err(StartupError::Redis)?;
+        let registry = Registry::new(ActorProbe::new(&metrics.actors, "registry")).start();
+        let state = web::Data::new(AppState {
+            settings: settings.clone(),
+            environment,
+            db,
+            redis,
+            metrics,
+            registry,
+            started_at: Instant::now(),
+        });
+
+        let (host, port) = settings.listen_addr();
+        let listener =
+            TcpListener::bind((host.as_str(), port)).map_err(|cause| StartupError::Bind {
+                addr: format!("{host}:{port}"),
+                cause,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|cause| StartupError::Bind {
+                addr: host.clone(),
+                cause,
+            })?
+            .port();
+
+        let json_limit = settings.server.json_limit_bytes;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(middleware::request_context))
+                .app_data(app_state.clone())
+                .app_data(extract::json_config(json_limit))
+                .app_data(web::PayloadConfig::new(json_limit))
+                .app_data(extract::query_config())
+                .app_data(extract::path_config())
+                .configure(http::configure)
+                .configure(|cfg| {
+                    if let Some(extra) = extra {
+                        extra(cfg);
+                    }
+                })
+                .service(docs::swagger_ui())
+                .default_service(web::to(middleware::route_not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_grace_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|cause| StartupError::Bind {
+                addr: format!("{host}:{port}"),
+                cause,
+            })?
+            .run();
+        tracing::info!(%host, port, environment = environment.as_str(), redis = state.redis.enabled(), "listening");
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the handle stops the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops gracefully.
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            let signal = wait_for_signal().await;
+            tracing::info!(
+                signal,
+                "shutting down: no new connections, draining in-flight requests"
+            );
+            handle.stop(true).await;
+        });
+        let res = self.server.await;
+        tracing::info!("stopped");
+        res
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            // Without signal handlers only Ctrl-C through tokio remains.
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! What every handler and service can reach: settings, pools, metrics, actor addresses.
+//! Built once in `startup`, shared through `web::Data` (an `Arc`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+
+use crate::actors::Registry;
+use crate::config::{Environment, Settings};
+use crate::db::PgPool;
+use crate::redis::Redis;
+use crate::telemetry::metrics::Metrics;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub environment: Environment,
+    pub db: PgPool,
+    pub redis: Redis,
+    pub metrics: Arc<Metrics>,
+    pub registry: Addr<Registry>,
+    pub started_at: Instant,
+}

@@ -1,0 +1,201 @@
+//! The Prometheus registry: HTTP, pool and actor series, encoded as OpenMetrics text.
+//!
+//! One `Metrics` per application instance (no global recorder), shared through `Arc`. Pool
+//! gauges are sampled at scrape time; counters are updated where things happen.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: &'static str,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// Actor series, one label value per actor kind.
+#[derive(Debug, Default, Clone)]
+pub struct ActorSeries {
+    pub live: Family<KindLabels, Gauge>,
+    pub started: Family<KindLabels, Counter>,
+    pub handled: Family<KindLabels, Counter>,
+    pub backlog: Family<KindLabels, Gauge>,
+    pub dropped: Family<KindLabels, Counter>,
+}
+
+/// A snapshot of a connection pool, taken at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolSample {
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+    pub max_size: usize,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<RouteLabels>,
+    pools: Family<PoolLabels, Gauge>,
+    pub actors: ActorSeries,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("airbar");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let pools = Family::<PoolLabels, Gauge>::default();
+        let actors = ActorSeries::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            http_duration.clone(),
+        );
+        registry.register(
+            "pool_connections",
+            "Connection pool state (size, available, waiting, max) per pool",
+            pools.clone(),
+        );
+        registry.register("actors_live", "Live actors per kind", actors.live.clone());
+        registry.register(
+            "actors_started",
+            "Actors started per kind",
+            actors.started.clone(),
+        );
+        registry.register(
+            "actor_messages_handled",
+            "Messages handled per actor kind",
+            actors.handled.clone(),
+        );
+        registry.register(
+            "actor_mailbox_backlog",
+            "Messages sent but not yet handled, per actor kind",
+            actors.backlog.clone(),
+        );
+        registry.register(
+            "actor_messages_dropped",
+            "Messages dropped because a mailbox was full or closed (slow consumers), per kind",
+            actors.dropped.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            pools,
+            actors,
+        }
+    }
+
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn observe_pool(&self, pool: &'static str, sample: PoolSample) {
+        for (state, value) in [
+            ("size", sample.size),
+            ("available", sample.available),
+            ("waiting", sample.waiting),
+            ("max", sample.max_size),
+        ] {
+            self.pools
+                .get_or_create(&PoolLabels { pool, state })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_includes_http_pool_and_actor_series() {
+        let m = Metrics::new();
+        m.observe_http("GET", "/api/live", 200, 0.001);
+        m.observe_pool(
+            "postgres",
+            PoolSample {
+                size: 2,
+                available: 1,
+                waiting: 0,
+                max_size: 4,
+            },
+        );
+        m.actors
+            .live
+            .get_or_create(&KindLabels { kind: "registry" })
+            .inc();
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"airbar_http_requests_total{method="GET",route="/api/live",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("airbar_http_request_duration_seconds_bucket"));
+        assert!(text.contains(r#"airbar_pool_connections{pool="postgres",state="max"} 4"#));
+        assert!(text.contains(r#"airbar_actors_live{kind="registry"} 1"#));
+    }
+}
