@@ -94,35 +94,43 @@ pub fn pool_sample(pool: &PgPool) -> PoolSample {
 /// Splits `postgres://…/name?opts` into the database name and the same URL pointing at the
 /// `postgres` maintenance database.
 pub fn split_database_url(url: &str) -> Result<(String, String), DbSetupError> {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base
+    let (name, _) = locate_name(url)?;
+    Ok((name.to_owned(), url_with_database(url, "postgres")?))
+}
+
+/// The same server URL naming database `name` instead.
+pub fn url_with_database(url: &str, name: &str) -> Result<String, DbSetupError> {
+    let (_, range) = locate_name(url)?;
+    Ok(format!(
+        "{}{name}{}",
+        &url[..range.start],
+        &url[range.end..]
+    ))
+}
+
+/// The database name of a URL and where it sits in the string.
+fn locate_name(url: &str) -> Result<(&str, std::ops::Range<usize>), DbSetupError> {
+    let base_end = url.find('?').unwrap_or(url.len());
+    let after_scheme = url[..base_end]
         .find("://")
         .map(|i| i + 3)
         .ok_or_else(|| DbSetupError::BadUrl("missing scheme".into()))?;
-    let slash = base[after_scheme..]
+    let start = url[after_scheme..base_end]
         .rfind('/')
-        .map(|i| i + after_scheme)
+        .map(|i| i + after_scheme + 1)
         .ok_or_else(|| DbSetupError::BadUrl("no database name in the URL".into()))?;
-    let name = &base[slash + 1..];
+    let name = &url[start..base_end];
     if name.is_empty()
+        || name.len() > 63
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        || name.len() > 63
     {
         return Err(DbSetupError::BadUrl(
             "the database name must be 1-63 characters of [A-Za-z0-9_-]".into(),
         ));
     }
-    let mut admin = format!("{}/postgres", &base[..slash]);
-    if let Some(q) = query {
-        admin.push('?');
-        admin.push_str(q);
-    }
-    Ok((name.to_owned(), admin))
+    Ok((name, start..base_end))
 }
 
 /// Connects, retrying with exponential backoff (100 ms doubling to 2 s) until `retry_for`.
@@ -248,6 +256,10 @@ mod tests {
             split_database_url("postgres://u:p@h:5432/airbar?sslmode=disable").unwrap();
         assert_eq!(name, "airbar");
         assert_eq!(admin, "postgres://u:p@h:5432/postgres?sslmode=disable");
+        assert_eq!(
+            url_with_database("postgres://postgres@h/postgres", "x").unwrap(),
+            "postgres://postgres@h/x"
+        );
     }
 
     #[test]

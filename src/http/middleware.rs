@@ -87,20 +87,25 @@ pub async fn request_context(
     Ok(res)
 }
 
-/// Every 4xx/5xx leaves as problem+json with the request id: an `AppError` keeps its problem,
+/// Every 4xx/5xx leaves as problem+json with the request id: an `AppError` keeps its problem;
 /// any other error response (routing, extractors, actix internals) gets the generic one for its
-/// status. Other headers (`Allow`, `Retry-After`, …) are kept.
+/// status. A handler's deliberate JSON body with an error status (the readiness report) is
+/// kept. Other headers (`Allow`, `Retry-After`, …) are kept.
 fn render_problem(res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let mut problem = res
-        .response()
-        .extensions()
-        .get::<Problem>()
-        .cloned()
-        .unwrap_or_else(|| Problem::for_status(status));
+    let own = res.response().extensions().get::<Problem>().cloned();
+    let deliberate_json = res.response().error().is_none()
+        && res
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if own.is_none() && deliberate_json {
+        return res;
+    }
+    let mut problem = own.unwrap_or_else(|| Problem::for_status(status));
     if status.is_server_error() && problem.code != "dependency_unavailable" {
         // Never leak internals, whatever produced the response.
         problem = Problem::for_status(status);

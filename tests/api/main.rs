@@ -1,1 +1,13 @@
+//! The one integration test binary: the real app on port 0, a database per test cloned from a
+//! migrated template, a Redis key prefix per test, real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod binary;
+mod docs;
+mod errors;
+mod faults;
+mod health;
+mod metrics;

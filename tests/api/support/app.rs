@@ -1,0 +1,149 @@
+//! `spawn_app()`: the real application, built from `config/test.toml`, listening on port 0, on
+//! a thread of its own (its own actix system), with a fresh database and a unique Redis key
+//! prefix. Dropping the `TestApp` stops the server and joins the thread, so its pools close
+//! before the next test starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, HttpResponse};
+use airbar::config::{Environment, Settings, Source};
+use airbar::error::AppError;
+use airbar::startup::Application;
+use serde::{Deserialize, Serialize};
+
+use super::database;
+
+pub struct TestApp {
+    pub address: String,
+    pub settings: Settings,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// The test settings: `config/test.toml`, honouring only `DATABASE_URL`/`REDIS_URL` from the
+/// process environment so a developer's other variables cannot change test behaviour.
+pub fn test_settings() -> Settings {
+    let vars: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k == "DATABASE_URL" || k == "REDIS_URL")
+        .collect();
+    let source = Source {
+        dir: config_dir(),
+        environment: Environment::Test,
+    };
+    Settings::load(&source, &vars).unwrap()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Echo {
+    name: String,
+    count: u32,
+}
+
+/// Routes only the tests mount, to reach the real error stack through a JSON endpoint and a
+/// handler that fails internally.
+fn test_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/api/_test/echo",
+        web::post()
+            .to(|body: web::Json<Echo>| async move { HttpResponse::Ok().json(body.into_inner()) }),
+    )
+    .route(
+        "/api/_test/boom",
+        web::get().to(|| async {
+            Err::<HttpResponse, _>(AppError::internal(
+                "connection to 10.1.2.3:5432 refused: secret-detail",
+            ))
+        }),
+    );
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like `spawn_app`, with a chance to change the settings after the harness has set the test
+/// database and Redis prefix.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let db_name = database::fresh_database().await;
+    let mut settings = test_settings();
+    settings.database.url = airbar::config::Secret::new(database::url_for(&db_name));
+    settings.redis.key_prefix = format!("airbar:test:{}:", uuid::Uuid::new_v4().simple());
+    customize(&mut settings);
+
+    let app_settings = settings.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            let app =
+                Application::build(app_settings, Environment::Test, Some(test_routes)).unwrap();
+            tx.send((app.port(), app.handle())).unwrap();
+            app.run_until_stopped().await.unwrap();
+        });
+    });
+    let (port, handle) =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .expect("the app did not start within 30 s");
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        settings,
+        client,
+        handle,
+        thread: Some(thread),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self.get(path).await;
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap())
+    }
+
+    /// Polls `path` until it answers `status` or `within` passes; returns the last status.
+    pub async fn wait_for_status(&self, path: &str, status: u16, within: Duration) -> u16 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.get(path).await.status().as_u16();
+            if got == status || tokio::time::Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; the server thread then winds down and closes pools.
+        drop(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

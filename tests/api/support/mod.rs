@@ -1,0 +1,7 @@
+//! Test support: spawning the app, per-test databases, a TCP proxy for fault injection.
+
+pub mod app;
+pub mod database;
+pub mod proxy;
+
+pub use app::{spawn_app, spawn_app_with};
