@@ -80,6 +80,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
     pub health: HealthSettings,
+    pub auth: AuthSettings,
+    pub cors: CorsSettings,
     pub rate_limit: RateLimitSettings,
 }
 
@@ -90,6 +92,8 @@ pub struct ServerSettings {
     pub workers: usize,
     pub shutdown_grace_secs: u64,
     pub json_limit_bytes: usize,
+    pub trust_forwarded_for: bool,
+    pub hsts: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,8 +133,176 @@ pub struct HealthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: u64,
+    pub leeway_secs: u64,
+    pub jwt_keys: Secret,
+    pub jwt_signing_kid: String,
+    pub refresh_ttl_secs: u64,
+    pub session_max_age_secs: u64,
+    pub refresh_grace_secs: u64,
+    pub refresh_token_secret: Secret,
+    pub session_cache_secs: u64,
+    pub max_sessions_per_user: u32,
+    pub max_failed_logins: u32,
+    pub lockout_secs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub password_hash_concurrency: usize,
+    pub password_queue_timeout_ms: u64,
+}
+
+/// One JWT verification key.
+#[derive(Debug, Clone)]
+pub struct JwtKey {
+    pub kid: String,
+    pub secret: Secret,
+}
+
+const MIN_SECRET_LEN: usize = 32;
+
+impl AuthSettings {
+    /// The verification keys from `"kid:secret,kid:secret"`.
+    pub fn jwt_keys(&self) -> Result<Vec<JwtKey>, ConfigError> {
+        let mut keys: Vec<JwtKey> = Vec::new();
+        for pair in self
+            .jwt_keys
+            .expose()
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (kid, secret) = pair.trim().split_once(':').ok_or_else(|| {
+                ConfigError("`auth.jwt_keys` entries must be \"kid:secret\"".to_owned())
+            })?;
+            if kid.is_empty() || secret.len() < MIN_SECRET_LEN {
+                return Err(ConfigError(format!(
+                    "`auth.jwt_keys`: every key needs a kid and a secret of {MIN_SECRET_LEN}+ characters"
+                )));
+            }
+            if keys.iter().any(|k| k.kid == kid) {
+                return Err(ConfigError(format!(
+                    "`auth.jwt_keys`: kid `{kid}` appears twice"
+                )));
+            }
+            keys.push(JwtKey {
+                kid: kid.to_owned(),
+                secret: Secret::new(secret),
+            });
+        }
+        if keys.is_empty() {
+            return Err(ConfigError(
+                "`auth.jwt_keys` must name at least one key".to_owned(),
+            ));
+        }
+        if !keys.iter().any(|k| k.kid == self.jwt_signing_kid) {
+            return Err(ConfigError(
+                "`auth.jwt_signing_kid` must name one of `auth.jwt_keys`".to_owned(),
+            ));
+        }
+        Ok(keys)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.jwt_keys()?;
+        let checks: [(bool, &str, &str); 9] = [
+            (
+                self.refresh_token_secret.expose().len() >= MIN_SECRET_LEN,
+                "auth.refresh_token_secret",
+                "must be at least 32 characters",
+            ),
+            (
+                self.leeway_secs <= 30,
+                "auth.leeway_secs",
+                "must be at most 30",
+            ),
+            (
+                self.refresh_grace_secs <= 5,
+                "auth.refresh_grace_secs",
+                "must be at most 5",
+            ),
+            (
+                self.access_ttl_secs > 0,
+                "auth.access_ttl_secs",
+                "must be > 0",
+            ),
+            (
+                self.refresh_ttl_secs > 0 && self.refresh_ttl_secs <= self.session_max_age_secs,
+                "auth.refresh_ttl_secs",
+                "must be > 0 and at most auth.session_max_age_secs",
+            ),
+            (
+                self.argon2_memory_kib >= 19_456
+                    && self.argon2_iterations >= 2
+                    && self.argon2_parallelism >= 1,
+                "auth.argon2_memory_kib",
+                "argon2 parameters must be at least OWASP's (19456 KiB, 2 iterations, 1 lane)",
+            ),
+            (
+                self.password_hash_concurrency > 0,
+                "auth.password_hash_concurrency",
+                "must be > 0",
+            ),
+            (
+                self.max_failed_logins > 0,
+                "auth.max_failed_logins",
+                "must be > 0",
+            ),
+            (
+                self.max_sessions_per_user > 0,
+                "auth.max_sessions_per_user",
+                "must be > 0",
+            ),
+        ];
+        for (ok, key, message) in checks {
+            if !ok {
+                return Err(ConfigError(format!("`{key}` {message}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    pub allowed_origins: String,
+}
+
+impl CorsSettings {
+    /// The configured origins (never a wildcard).
+    pub fn origins(&self) -> Result<Vec<String>, ConfigError> {
+        let origins: Vec<String> = self
+            .allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for o in &origins {
+            let ok = (o.starts_with("https://") || o.starts_with("http://"))
+                && !o.contains('*')
+                && !o.ends_with('/');
+            if !ok {
+                return Err(ConfigError(format!(
+                    "`cors.allowed_origins`: `{o}` must be scheme://host[:port], no wildcard, no trailing slash"
+                )));
+            }
+        }
+        Ok(origins)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct RateLimitSettings {
     pub bypass_token: Secret,
+    pub enabled: bool,
+    pub ip_per_minute: u32,
+    pub user_per_minute: u32,
+    pub auth_per_minute: u32,
+    pub redis_retry_after_ms: u64,
+    pub local_max_keys: usize,
 }
 
 impl DatabaseSettings {
@@ -230,11 +402,28 @@ impl Settings {
             return Err(ConfigError(format!("unknown key `{key}`")));
         }
         settings.validate()?;
+        settings.auth.validate()?;
+        settings.cors.origins()?;
         Ok(settings)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &str, &str); 8] = [
+        let checks: [(bool, &str, &str); 11] = [
+            (
+                self.rate_limit.ip_per_minute > 0,
+                "rate_limit.ip_per_minute",
+                "must be > 0",
+            ),
+            (
+                self.rate_limit.user_per_minute > 0,
+                "rate_limit.user_per_minute",
+                "must be > 0",
+            ),
+            (
+                self.rate_limit.auth_per_minute > 0,
+                "rate_limit.auth_per_minute",
+                "must be > 0",
+            ),
             (
                 self.server.json_limit_bytes > 0,
                 "server.json_limit_bytes",
@@ -348,7 +537,21 @@ mod tests {
 
     #[test]
     fn the_environment_file_overrides_defaults() {
-        let s = load(Environment::Production, &[]).unwrap();
+        let s = load(
+            Environment::Production,
+            &[
+                (
+                    "AIRBAR__AUTH__JWT_KEYS",
+                    "k9:0123456789abcdef0123456789abcdef",
+                ),
+                ("AIRBAR__AUTH__JWT_SIGNING_KID", "k9"),
+                (
+                    "AIRBAR__AUTH__REFRESH_TOKEN_SECRET",
+                    "fedcba9876543210fedcba9876543210",
+                ),
+            ],
+        )
+        .unwrap();
         assert_eq!(s.telemetry.log_format, LogFormat::Json);
         assert!(s.rate_limit.bypass_token.is_empty());
     }
@@ -412,6 +615,50 @@ mod tests {
             !printed.contains("hunter2") && !printed.contains("sesame"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_its_own_signing_keys() {
+        let err = load(Environment::Production, &[]).unwrap_err();
+        assert!(err.to_string().contains("auth.jwt_keys"), "{err}");
+        let s = load(
+            Environment::Production,
+            &[
+                (
+                    "AIRBAR__AUTH__JWT_KEYS",
+                    "k9:0123456789abcdef0123456789abcdef",
+                ),
+                ("AIRBAR__AUTH__JWT_SIGNING_KID", "k9"),
+                (
+                    "AIRBAR__AUTH__REFRESH_TOKEN_SECRET",
+                    "fedcba9876543210fedcba9876543210",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.auth.jwt_keys().unwrap()[0].kid, "k9");
+    }
+
+    #[test]
+    fn weak_keys_wildcard_origins_and_weak_argon2_are_rejected() {
+        let err = load(
+            Environment::Development,
+            &[("AIRBAR__AUTH__JWT_KEYS", "dev-1:short")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("auth.jwt_keys"), "{err}");
+        let err = load(
+            Environment::Development,
+            &[("AIRBAR__CORS__ALLOWED_ORIGINS", "*")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cors.allowed_origins"), "{err}");
+        let err = load(
+            Environment::Development,
+            &[("AIRBAR__AUTH__ARGON2_MEMORY_KIB", "1024")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("argon2"), "{err}");
     }
 
     #[test]

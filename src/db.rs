@@ -20,6 +20,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 const MIGRATION_LOCK_KEY: i64 = 0x0A1B_BA50;
 
 pub type PgPool = Pool<AsyncPgConnection>;
+pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
 pub type PgConn = Object<AsyncPgConnection>;
 
 /// Why start-up could not prepare the database.

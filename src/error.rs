@@ -14,19 +14,29 @@ use utoipa::ToSchema;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
-/// One field that failed validation.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use crate::domain::FieldError;
 
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+/// Collects field errors while parsing a request, so one response names every bad field.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// The value, or `None` with the error recorded.
+    pub fn check<T>(&mut self, parsed: Result<T, FieldError>) -> Option<T> {
+        parsed.map_err(|e| self.0.push(e)).ok()
+    }
+
+    pub fn push(&mut self, error: FieldError) {
+        self.0.push(error);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The 422 for what was collected.
+    pub fn into_error(self) -> AppError {
+        AppError::validation(self.0)
     }
 }
 
@@ -94,6 +104,7 @@ pub struct AppError {
     code: &'static str,
     detail: String,
     errors: Vec<FieldError>,
+    headers: Vec<(&'static str, String)>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -104,8 +115,41 @@ impl AppError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
+            headers: Vec::new(),
             source: None,
         }
+    }
+
+    /// Adds a response header (`Retry-After`, `WWW-Authenticate`, …).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// 401: no usable credentials.
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, detail)
+            .with_header("WWW-Authenticate", "Bearer realm=\"airbar\"")
+    }
+
+    /// 403: a known caller may not do this.
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    /// 429 with `Retry-After` in whole seconds (rounded up).
+    pub fn rate_limited(retry_after_ms: u64) -> Self {
+        let secs = retry_after_ms.div_ceil(1000).max(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many requests; retry in {secs} s."),
+        )
+        .with_header("Retry-After", secs.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -201,9 +245,12 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let problem = self.problem();
-        let mut res = HttpResponse::build(self.status)
-            .content_type(PROBLEM_CONTENT_TYPE)
-            .json(&problem);
+        let mut builder = HttpResponse::build(self.status);
+        builder.content_type(PROBLEM_CONTENT_TYPE);
+        for (name, value) in &self.headers {
+            builder.insert_header((*name, value.as_str()));
+        }
+        let mut res = builder.json(&problem);
         res.extensions_mut().insert(problem);
         res
     }
@@ -235,6 +282,29 @@ impl From<actix_web::error::JsonPayloadError> for AppError {
             }
             _ => Self::bad_request("bad_request", "The request body was not accepted."),
         }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        match err {
+            E::NotFound => Self::not_found(),
+            E::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, info) => {
+                Self::unavailable("PostgreSQL", info.message().to_owned())
+            }
+            E::DatabaseError(K::SerializationFailure, _) => Self::conflict(
+                "concurrent_update",
+                "A concurrent change got there first; retry the request.",
+            ),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::db::PoolError> for AppError {
+    fn from(err: crate::db::PoolError) -> Self {
+        Self::unavailable("PostgreSQL", err.to_string())
     }
 }
 

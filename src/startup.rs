@@ -13,8 +13,11 @@ use actix_web::{web, App, HttpServer};
 use crate::actors::{ActorProbe, Registry};
 use crate::config::{Environment, Settings};
 use crate::db::{self, DbSetupError};
-use crate::http::{self, docs, extract, middleware};
+use crate::http::{self, docs, extract, middleware, security};
 use crate::redis::Redis;
+use crate::services::auth::passwords::PasswordHasher;
+use crate::services::auth::tokens::TokenKeys;
+use crate::services::rate_limit::RateLimiter;
 use crate::state::AppState;
 use crate::telemetry::metrics::Metrics;
 
@@ -25,6 +28,10 @@ pub enum StartupError {
     Database(#[from] DbSetupError),
     #[error("{0}")]
     Redis(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Auth(String),
     #[error("cannot listen on {addr}: {cause}")]
     Bind { addr: String, cause: std::io::Error },
 }
@@ -68,6 +75,10 @@ impl Application {
         let db = db::pool(&settings.database)?;
         let redis = Redis::new(&settings.redis).map_err(StartupError::Redis)?;
         let registry = Registry::new(ActorProbe::new(&metrics.actors, "registry")).start();
+        let tokens = Arc::new(TokenKeys::from_settings(&settings.auth)?);
+        let passwords = PasswordHasher::new(&settings.auth).map_err(StartupError::Auth)?;
+        let limiter = Arc::new(RateLimiter::new(redis.clone(), settings.rate_limit.clone()));
+        let origins = settings.cors.origins()?;
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             environment,
@@ -75,8 +86,12 @@ impl Application {
             redis,
             metrics,
             registry,
+            tokens,
+            passwords,
+            limiter,
             started_at: Instant::now(),
         });
+        spawn_housekeeping(state.clone());
 
         let (host, port) = settings.listen_addr();
         let listener =
@@ -96,6 +111,9 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(security::rate_limit))
+                .wrap(from_fn(security::security_headers))
+                .wrap(security::cors(&origins))
                 .wrap(from_fn(middleware::request_context))
                 .app_data(app_state.clone())
                 .app_data(extract::json_config(json_limit))
@@ -163,6 +181,24 @@ impl Application {
         tracing::info!("stopped");
         res
     }
+}
+
+/// How often ended sessions (and their refresh tokens) are deleted.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+
+/// Periodic clean-up on this node; several nodes doing it at once is harmless.
+fn spawn_housekeeping(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+        loop {
+            every.tick().await;
+            match crate::services::auth::purge_ended_sessions(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
+                Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -10,6 +10,9 @@ use crate::actors::Registry;
 use crate::config::{Environment, Settings};
 use crate::db::PgPool;
 use crate::redis::Redis;
+use crate::services::auth::passwords::PasswordHasher;
+use crate::services::auth::tokens::TokenKeys;
+use crate::services::rate_limit::RateLimiter;
 use crate::telemetry::metrics::Metrics;
 
 pub struct AppState {
@@ -19,5 +22,8 @@ pub struct AppState {
     pub redis: Redis,
     pub metrics: Arc<Metrics>,
     pub registry: Addr<Registry>,
+    pub tokens: Arc<TokenKeys>,
+    pub passwords: PasswordHasher,
+    pub limiter: Arc<RateLimiter>,
     pub started_at: Instant,
 }

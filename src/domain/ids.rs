@@ -71,6 +71,19 @@ macro_rules! typed_id {
     };
 }
 
+typed_id!(
+    /// A user account.
+    UserId
+);
+typed_id!(
+    /// A device session (also the refresh-token family).
+    SessionId
+);
+typed_id!(
+    /// One refresh token of a session.
+    RefreshTokenId
+);
+
 #[cfg(test)]
 mod tests {
     typed_id!(

@@ -5,19 +5,55 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::Modify;
+
+use super::{auth, health, users};
 use crate::error::{FieldError, Problem};
+use crate::services::auth::{AuthResult, SessionView};
 use crate::services::health::{Check, Checks, HealthReport, Liveness, Readiness};
+use crate::services::users::{PublicProfile, UserView};
 
 pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Airbar API", description = "Peer-to-peer crowdshipping: trips, parcels, matching, held payments, chat and live tracking."),
-    paths(super::health::live, super::health::ready, super::health::health, super::health::metrics, docs_redirect),
-    components(schemas(Problem, FieldError, Liveness, Readiness, Checks, Check, HealthReport)),
-    tags((name = "operations", description = "Health, readiness, metrics and documentation")),
+    paths(
+        health::live, health::ready, health::health, health::metrics, docs_redirect,
+        auth::register, auth::login, auth::refresh, auth::logout, auth::list_sessions, auth::revoke_session,
+        users::get_me, users::update_me, users::get_user,
+    ),
+    components(schemas(
+        Problem, FieldError, Liveness, Readiness, Checks, Check, HealthReport,
+        AuthResult, SessionView, UserView, PublicProfile,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics and documentation"),
+        (name = "auth", description = "Accounts, tokens and device sessions"),
+        (name = "users", description = "Profiles"),
+    ),
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme (access-token JWTs) the secured paths refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The Swagger UI at `/api/docs/` and the document at `/api/docs/openapi.json`.
 pub fn swagger_ui() -> SwaggerUi {

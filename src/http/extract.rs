@@ -1,8 +1,15 @@
-//! Extractor configuration: JSON, query and path failures become problem+json `AppError`s.
+//! Extractors: configuration that turns JSON, query and path failures into problem+json
+//! `AppError`s, the authenticated caller (`AuthUser`) and the request's `Device`.
 
-use actix_web::{error, web, HttpRequest};
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{error, web, FromRequest, HttpMessage, HttpRequest};
 
 use crate::error::AppError;
+use crate::services::auth::{self, tokens::AccessClaims, AuthUser, Device};
+use crate::state::AppState;
 
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
@@ -19,4 +26,96 @@ pub fn query_config() -> web::QueryConfig {
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default()
         .error_handler(|_err, _req: &HttpRequest| AppError::not_found().into())
+}
+
+/// The bearer token of the `Authorization` header, if any.
+pub fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    headers
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The client's IP: the TCP peer, or the last `X-Forwarded-For` hop when the service runs
+/// behind a trusted proxy (`server.trust_forwarded_for`).
+pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+        if let Some(ip) = forwarded {
+            return ip.to_owned();
+        }
+    }
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::internal("application state missing"))
+}
+
+/// The authenticated caller: a valid access token (`Authorization: Bearer …`) whose session is
+/// still active. Claims already verified by the rate limiter are reused.
+impl FromRequest for AuthUser {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state_of(req);
+        let verified = req.extensions().get::<AccessClaims>().cloned();
+        let token = bearer_token(req.headers()).map(str::to_owned);
+        Box::pin(async move {
+            let state = state?;
+            let claims =
+                match (verified, token) {
+                    (Some(claims), _) => claims,
+                    (None, Some(token)) => state.tokens.verify_access(&token)?,
+                    (None, None) => return Err(AppError::unauthorized(
+                        "unauthorized",
+                        "Authentication is required: send Authorization: Bearer <access token>.",
+                    )
+                    .into()),
+                };
+            Ok(auth::authenticate(&state, &claims).await?)
+        })
+    }
+}
+
+const MAX_USER_AGENT: usize = 512;
+const MAX_DEVICE_ID: usize = 128;
+
+fn truncated(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// Where the request comes from: IP, user agent and the optional `X-Device-Id`.
+impl FromRequest for Device {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let trust = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.settings.server.trust_forwarded_for);
+        std::future::ready(Ok(Device {
+            ip: client_ip(req, trust),
+            user_agent: truncated(header("user-agent").unwrap_or(""), MAX_USER_AGENT),
+            device_id: header("x-device-id")
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(|d| truncated(d, MAX_DEVICE_ID)),
+        }))
+    }
 }

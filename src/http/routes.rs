@@ -5,7 +5,7 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use super::{docs, health};
+use super::{auth, docs, health, users};
 
 macro_rules! route_table {
     ($($path:literal => { $($method:ident $handler:path),+ $(,)? }),* $(,)?) => {
@@ -25,4 +25,12 @@ route_table! {
     "/api/health" => { GET health::health },
     "/api/metrics" => { GET health::metrics },
     "/api/docs" => { GET docs::docs_redirect },
+    "/api/auth/register" => { POST auth::register },
+    "/api/auth/login" => { POST auth::login },
+    "/api/auth/refresh" => { POST auth::refresh },
+    "/api/auth/logout" => { POST auth::logout },
+    "/api/auth/sessions" => { GET auth::list_sessions },
+    "/api/auth/sessions/{id}" => { DELETE auth::revoke_session },
+    "/api/users/me" => { GET users::get_me, PATCH users::update_me },
+    "/api/users/{id}" => { GET users::get_user },
 }

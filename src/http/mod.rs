@@ -2,10 +2,13 @@
 //! the request-context middleware, extractor configuration and the OpenAPI document.
 //! No SQL and no business rules here.
 
+pub mod auth;
 pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod routes;
+pub mod security;
+pub mod users;
 
 pub use routes::{configure, ROUTES};

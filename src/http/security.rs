@@ -1,0 +1,169 @@
+//! Request guards around every route: rate limiting (per IP, per user, stricter on
+//! `/api/auth/*`, with IETF `RateLimit`/`RateLimit-Policy` headers and 429 + `Retry-After`),
+//! security response headers, and the CORS policy from configured origins.
+
+use actix_cors::Cors;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, ResponseError};
+
+use super::extract::{bearer_token, client_ip};
+use crate::error::AppError;
+use crate::services::rate_limit::{Scope, Verdict};
+use crate::state::AppState;
+
+pub const BYPASS_HEADER: &str = "x-ratelimit-bypass";
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// Probes and scrapes are never limited.
+const EXEMPT: &[&str] = &["/api/live", "/api/ready", "/api/health", "/api/metrics"];
+
+fn set_rate_headers(headers: &mut header::HeaderMap, v: &Verdict) {
+    let name = v.scope.name();
+    let window_secs = v.quota.window_ms / 1000;
+    let reset_secs = v.decision.reset_ms.div_ceil(1000);
+    let policy = format!("\"{name}\";q={};w={window_secs}", v.quota.quota);
+    let state = format!("\"{name}\";r={};t={reset_secs}", v.decision.remaining);
+    for (key, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, state)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(key, value);
+        }
+    }
+}
+
+fn refuse(req: ServiceRequest, verdict: &Verdict) -> ServiceResponse<BoxBody> {
+    let mut res = AppError::rate_limited(verdict.decision.retry_after_ms).error_response();
+    set_rate_headers(res.headers_mut(), verdict);
+    req.into_response(res)
+}
+
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let limiter = &state.limiter;
+    let bypass = req
+        .headers()
+        .get(BYPASS_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if !limiter.enabled()
+        || req.method() == Method::OPTIONS
+        || EXEMPT.contains(&req.path())
+        || limiter.bypassed_by(bypass)
+    {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+
+    let ip = client_ip(req.request(), state.settings.server.trust_forwarded_for);
+    let scope = if req.path().starts_with("/api/auth/") {
+        Scope::Auth
+    } else {
+        Scope::Ip
+    };
+    let mut tightest: Option<Verdict> = None;
+    if let Some(verdict) = limiter.check(scope, &ip).await {
+        if !verdict.decision.allowed {
+            return Ok(refuse(req, &verdict));
+        }
+        tightest = Some(verdict);
+    }
+    // Per-user limit for a valid access token; the verified claims are kept for the AuthUser
+    // extractor, so the token is checked once per request.
+    let claims = bearer_token(req.headers()).and_then(|t| state.tokens.verify_access(t).ok());
+    if let Some(claims) = claims {
+        let subject = claims.sub.to_string();
+        req.extensions_mut().insert(claims);
+        if let Some(verdict) = limiter.check(Scope::User, &subject).await {
+            if !verdict.decision.allowed {
+                return Ok(refuse(req, &verdict));
+            }
+            if tightest.is_none_or(|t| verdict.decision.remaining < t.decision.remaining) {
+                tightest = Some(verdict);
+            }
+        }
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    if let Some(verdict) = tightest {
+        set_rate_headers(res.headers_mut(), &verdict);
+    }
+    Ok(res)
+}
+
+/// The docs page loads its own scripts and styles; the API serves no active content at all.
+const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+     script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let docs = req.path().starts_with("/api/docs");
+    let hsts = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.settings.server.hsts);
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    let headers = res.headers_mut();
+    let csp = if docs { DOCS_CSP } else { API_CSP };
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    Ok(res)
+}
+
+/// CORS for the configured origins only, credentials allowed; a request from any other origin
+/// is served without `Access-Control-Allow-Origin` (the browser then withholds the response).
+pub fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .block_on_origin_mismatch(false)
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-device-id"),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            RATELIMIT,
+            RATELIMIT_POLICY,
+        ])
+        .supports_credentials()
+        .max_age(600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
