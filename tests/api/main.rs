@@ -5,9 +5,14 @@
 
 mod support;
 
+mod auth;
 mod binary;
 mod docs;
 mod errors;
 mod faults;
 mod health;
 mod metrics;
+mod security;
+mod sessions;
+mod tokens;
+mod users;

@@ -19,6 +19,7 @@ use super::database;
 
 pub struct TestApp {
     pub address: String,
+    pub db_name: String,
     pub settings: Settings,
     pub client: reqwest::Client,
     handle: ServerHandle,
@@ -103,6 +104,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         .unwrap();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        db_name,
         settings,
         client,
         handle,
@@ -135,6 +137,104 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A signed-in test user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub session_id: String,
+}
+
+impl TestUser {
+    fn from_auth(body: &serde_json::Value, email: &str, password: &str) -> Self {
+        Self {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
+            password: password.to_owned(),
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+            session_id: body["session_id"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+impl TestApp {
+    /// The configured rate-limit bypass header, for requests a test does not mean to count.
+    pub fn bypass(&self) -> (&'static str, String) {
+        (
+            "x-ratelimit-bypass",
+            self.settings.rate_limit.bypass_token.expose().to_owned(),
+        )
+    }
+
+    /// A direct connection to this test's database.
+    pub async fn db(&self) -> diesel_async::AsyncPgConnection {
+        use diesel_async::AsyncConnection;
+        diesel_async::AsyncPgConnection::establish(&database::url_for(&self.db_name))
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn get_authed(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a fresh user (not counted by the rate limiter).
+    pub async fn register_user(&self) -> TestUser {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (k, v) = self.bypass();
+        let res = self
+            .client
+            .post(self.url("/api/auth/register"))
+            .header(k, v)
+            .json(&serde_json::json!({"email": email, "password": PASSWORD, "display_name": "Test User"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        TestUser::from_auth(&res.json().await.unwrap(), &email, PASSWORD)
+    }
+
+    /// Signs `user` in again, on the device `device_id` (not counted by the rate limiter).
+    pub async fn login(&self, user: &TestUser, device_id: &str) -> TestUser {
+        let (k, v) = self.bypass();
+        let res = self
+            .client
+            .post(self.url("/api/auth/login"))
+            .header(k, v)
+            .header("x-device-id", device_id)
+            .json(&serde_json::json!({"email": user.email, "password": user.password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        TestUser::from_auth(&res.json().await.unwrap(), &user.email, &user.password)
     }
 }
 

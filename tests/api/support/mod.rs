@@ -4,4 +4,4 @@ pub mod app;
 pub mod database;
 pub mod proxy;
 
-pub use app::{spawn_app, spawn_app_with};
+pub use app::{spawn_app, spawn_app_with, PASSWORD};
