@@ -92,8 +92,64 @@ pub struct ServerSettings {
     pub workers: usize,
     pub shutdown_grace_secs: u64,
     pub json_limit_bytes: usize,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: String,
     pub hsts: bool,
+}
+
+/// An IP network (`addr/prefix`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (
+                a.parse::<std::net::IpAddr>().ok()?,
+                Some(p.parse::<u8>().ok()?),
+            ),
+            None => (s.parse().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let (net, ip, bits) = match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                (u128::from(u32::from(n)), u128::from(u32::from(i)), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            (IpAddr::V4(n), IpAddr::V6(i)) => match i.to_ipv4_mapped() {
+                Some(i) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+                None => return false,
+            },
+            (IpAddr::V6(_), IpAddr::V4(_)) => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (net >> shift) == (ip >> shift)
+    }
+}
+
+impl ServerSettings {
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                IpNet::parse(s).ok_or_else(|| {
+                    ConfigError(format!(
+                        "`server.trusted_proxies`: `{s}` is not an address or CIDR range"
+                    ))
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,7 +263,17 @@ impl AuthSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.jwt_keys()?;
-        let checks: [(bool, &str, &str); 9] = [
+        let checks: [(bool, &str, &str); 11] = [
+            (
+                self.access_ttl_secs <= 3600,
+                "auth.access_ttl_secs",
+                "must be at most 3600 (access tokens are short-lived)",
+            ),
+            (
+                self.session_max_age_secs <= 365 * 86_400,
+                "auth.session_max_age_secs",
+                "must be at most a year",
+            ),
             (
                 self.refresh_token_secret.expose().len() >= MIN_SECRET_LEN,
                 "auth.refresh_token_secret",
@@ -404,6 +470,7 @@ impl Settings {
         settings.validate()?;
         settings.auth.validate()?;
         settings.cors.origins()?;
+        settings.server.trusted_proxies()?;
         Ok(settings)
     }
 
@@ -659,6 +726,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("argon2"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let s = load(
+            Environment::Development,
+            &[(
+                "AIRBAR__SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 127.0.0.1 ,fd00::/8",
+            )],
+        )
+        .unwrap();
+        let nets = s.server.trusted_proxies().unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(nets[0].contains(ip("10.20.30.40")));
+        assert!(!nets[0].contains(ip("11.0.0.1")));
+        assert!(nets[1].contains(ip("127.0.0.1")) && !nets[1].contains(ip("127.0.0.2")));
+        assert!(nets[2].contains(ip("fd12::1")) && !nets[2].contains(ip("fe80::1")));
+        assert!(nets[1].contains(ip("::ffff:127.0.0.1")));
+        let err = load(
+            Environment::Development,
+            &[("AIRBAR__SERVER__TRUSTED_PROXIES", "10.0.0.0/99")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("server.trusted_proxies"), "{err}");
     }
 
     #[test]

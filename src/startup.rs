@@ -89,6 +89,7 @@ impl Application {
             tokens,
             passwords,
             limiter,
+            trusted_proxies: settings.server.trusted_proxies()?,
             started_at: Instant::now(),
         });
         spawn_housekeeping(state.clone());

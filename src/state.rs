@@ -7,7 +7,7 @@ use std::time::Instant;
 use actix::Addr;
 
 use crate::actors::Registry;
-use crate::config::{Environment, Settings};
+use crate::config::{Environment, IpNet, Settings};
 use crate::db::PgPool;
 use crate::redis::Redis;
 use crate::services::auth::passwords::PasswordHasher;
@@ -25,5 +25,7 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub limiter: Arc<RateLimiter>,
+    /// Parsed `server.trusted_proxies`.
+    pub trusted_proxies: Vec<IpNet>,
     pub started_at: Instant,
 }

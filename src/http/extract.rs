@@ -7,6 +7,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{error, web, FromRequest, HttpMessage, HttpRequest};
 
+use crate::config::IpNet;
 use crate::error::AppError;
 use crate::services::auth::{self, tokens::AccessClaims, AuthUser, Device};
 use crate::state::AppState;
@@ -39,24 +40,28 @@ pub fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str
         .filter(|t| !t.is_empty())
 }
 
-/// The client's IP: the TCP peer, or the last `X-Forwarded-For` hop when the service runs
-/// behind a trusted proxy (`server.trust_forwarded_for`).
-pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for {
-        let forwarded = req
+/// The client's IP. Normally the TCP peer; when the peer is one of the configured trusted
+/// proxies, the last `X-Forwarded-For` hop (across every such header line), which is the
+/// address that proxy saw.
+pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpNet]) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return String::new();
+    };
+    if trusted_proxies.iter().any(|net| net.contains(peer)) {
+        let last_hop = req
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
-        if let Some(ip) = forwarded {
-            return ip.to_owned();
+            .filter(|hop| !hop.is_empty())
+            .last()
+            .and_then(|hop| hop.parse::<std::net::IpAddr>().ok());
+        if let Some(ip) = last_hop {
+            return ip.to_string();
         }
     }
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+    peer.to_string()
 }
 
 fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
@@ -106,11 +111,12 @@ impl FromRequest for Device {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        let trust = req
+        let ip = req
             .app_data::<web::Data<AppState>>()
-            .is_some_and(|s| s.settings.server.trust_forwarded_for);
+            .map(|s| client_ip(req, &s.trusted_proxies))
+            .unwrap_or_default();
         std::future::ready(Ok(Device {
-            ip: client_ip(req, trust),
+            ip,
             user_agent: truncated(header("user-agent").unwrap_or(""), MAX_USER_AGENT),
             device_id: header("x-device-id")
                 .map(str::trim)

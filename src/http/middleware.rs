@@ -105,11 +105,9 @@ fn render_problem(res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceRes
     if own.is_none() && deliberate_json {
         return res;
     }
+    // An `AppError`'s 5xx body is already generic (`internal` keeps its cause for the log only);
+    // any other 5xx body, whatever produced it, is replaced by the generic one.
     let mut problem = own.unwrap_or_else(|| Problem::for_status(status));
-    if status.is_server_error() && problem.code != "dependency_unavailable" {
-        // Never leak internals, whatever produced the response.
-        problem = Problem::for_status(status);
-    }
     problem.request_id = request_id.to_owned();
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     res.map_body(|head, _old| {

@@ -35,6 +35,21 @@ fn set_rate_headers(headers: &mut header::HeaderMap, v: &Verdict) {
     }
 }
 
+/// What an IP is limited as: the address for IPv4, its /64 network for IPv6 (one client
+/// commonly holds a whole /64).
+fn rate_subject(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| ip.to_owned(), |v4| v4.to_string()),
+        _ => ip.to_owned(),
+    }
+}
+
 fn refuse(req: ServiceRequest, verdict: &Verdict) -> ServiceResponse<BoxBody> {
     let mut res = AppError::rate_limited(verdict.decision.retry_after_ms).error_response();
     set_rate_headers(res.headers_mut(), verdict);
@@ -53,42 +68,38 @@ pub async fn rate_limit(
         .headers()
         .get(BYPASS_HEADER)
         .and_then(|v| v.to_str().ok());
+    // The decoded path the router will match (so `/api/%61uth/login` counts as auth).
+    let path = req.match_info().as_str().to_owned();
     if !limiter.enabled()
         || req.method() == Method::OPTIONS
-        || EXEMPT.contains(&req.path())
+        || EXEMPT.contains(&path.as_str())
         || limiter.bypassed_by(bypass)
     {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
 
-    let ip = client_ip(req.request(), state.settings.server.trust_forwarded_for);
-    let scope = if req.path().starts_with("/api/auth/") {
+    let ip = rate_subject(&client_ip(req.request(), &state.trusted_proxies));
+    let scope = if path.starts_with("/api/auth/") {
         Scope::Auth
     } else {
         Scope::Ip
     };
-    let mut tightest: Option<Verdict> = None;
-    if let Some(verdict) = limiter.check(scope, &ip).await {
-        if !verdict.decision.allowed {
-            return Ok(refuse(req, &verdict));
-        }
-        tightest = Some(verdict);
-    }
     // Per-user limit for a valid access token; the verified claims are kept for the AuthUser
     // extractor, so the token is checked once per request.
     let claims = bearer_token(req.headers()).and_then(|t| state.tokens.verify_access(t).ok());
-    if let Some(claims) = claims {
-        let subject = claims.sub.to_string();
-        req.extensions_mut().insert(claims);
-        if let Some(verdict) = limiter.check(Scope::User, &subject).await {
-            if !verdict.decision.allowed {
-                return Ok(refuse(req, &verdict));
-            }
-            if tightest.is_none_or(|t| verdict.decision.remaining < t.decision.remaining) {
-                tightest = Some(verdict);
-            }
-        }
+    let user = claims.as_ref().map(|c| c.sub.to_string());
+    let mut checks = vec![(scope, ip.as_str())];
+    if let Some(user) = &user {
+        checks.push((Scope::User, user.as_str()));
     }
+    let verdicts = limiter.check(&checks).await;
+    if let Some(claims) = claims {
+        req.extensions_mut().insert(claims);
+    }
+    if let Some(refused) = verdicts.iter().find(|v| !v.decision.allowed) {
+        return Ok(refuse(req, refused));
+    }
+    let tightest = verdicts.into_iter().min_by_key(|v| v.decision.remaining);
     let mut res = next.call(req).await?.map_into_boxed_body();
     if let Some(verdict) = tightest {
         set_rate_headers(res.headers_mut(), &verdict);
@@ -105,7 +116,7 @@ pub async fn security_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let docs = req.path().starts_with("/api/docs");
+    let docs = req.match_info().as_str().starts_with("/api/docs");
     let hsts = req
         .app_data::<web::Data<AppState>>()
         .is_some_and(|s| s.settings.server.hsts);
@@ -166,4 +177,17 @@ pub fn cors(origins: &[String]) -> Cors {
         cors = cors.allowed_origin(origin);
     }
     cors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_subject;
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64_and_ipv4_per_address() {
+        assert_eq!(rate_subject("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(rate_subject("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64");
+        assert_eq!(rate_subject("192.0.2.7"), "192.0.2.7");
+        assert_eq!(rate_subject("::ffff:192.0.2.7"), "192.0.2.7");
+    }
 }

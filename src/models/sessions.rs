@@ -181,6 +181,19 @@ pub async fn active_beyond(
         .await
 }
 
+/// Records activity at most once a minute per session.
+pub async fn touch_last_seen(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(sessions::table.find(id))
+        .filter(sessions::last_seen_at.lt(now - chrono::Duration::minutes(1)))
+        .set(sessions::last_seen_at.eq(now))
+        .execute(conn)
+        .await
+}
+
 pub async fn touch(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -250,14 +263,17 @@ pub async fn find_token(
         .optional()
 }
 
+/// Marks a token rotated at `at` (the service's clock, the same one the grace window is
+/// measured with).
 pub async fn mark_rotated(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     successor: Uuid,
+    at: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::update(refresh_tokens::table.find(id))
         .set((
-            refresh_tokens::rotated_at.eq(diesel::dsl::now),
+            refresh_tokens::rotated_at.eq(at),
             refresh_tokens::successor_id.eq(successor),
         ))
         .execute(conn)

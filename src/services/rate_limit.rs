@@ -17,22 +17,36 @@ use crate::config::RateLimitSettings;
 use crate::domain::gcra::{self, Decision, Quota};
 use crate::redis::Redis;
 
-/// The same arithmetic as `domain::gcra::decide`, atomically, on Redis' clock.
+/// The arithmetic of `domain::gcra::decide` for several keys at once, atomically, on Redis'
+/// clock: `KEYS[i]` with `ARGV[2i-1]` = emission interval (ms) and `ARGV[2i]` = quota. All or
+/// nothing: if any key refuses, none is consumed. Returns 4 numbers per key: allowed,
+/// remaining, reset (ms), retry after (ms).
 const GCRA_LUA: &str = r"
-local emission = tonumber(ARGV[1])
-local quota = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tolerance = emission * quota
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + emission
-local allow_at = new_tat - tolerance
-if now < allow_at then
-  return {0, 0, tat - now, allow_at - now}
+local out, tats, refused = {}, {}, false
+for i = 1, #KEYS do
+  local emission = tonumber(ARGV[2 * i - 1])
+  local tolerance = emission * tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + emission
+  local allow_at = new_tat - tolerance
+  local base = (i - 1) * 4
+  if now < allow_at then
+    refused = true
+    out[base + 1], out[base + 2], out[base + 3], out[base + 4] = 0, 0, tat - now, allow_at - now
+  else
+    tats[i] = new_tat
+    out[base + 1] = 1
+    out[base + 2] = math.floor((tolerance - (new_tat - now)) / emission)
+    out[base + 3], out[base + 4] = new_tat - now, 0
+  end
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return {1, math.floor((tolerance - (new_tat - now)) / emission), new_tat - now, 0}
+if not refused then
+  for i = 1, #KEYS do redis.call('SET', KEYS[i], tats[i], 'PX', tats[i] - now) end
+end
+return out
 ";
 
 /// Which limit a request counts against.
@@ -125,21 +139,15 @@ impl RateLimiter {
         })
     }
 
-    /// Counts one request against `scope` for `subject`; `None` means not limited (failing open).
-    pub async fn check(&self, scope: Scope, subject: &str) -> Option<Verdict> {
-        let quota = self.quota(scope);
-        let verdict = |decision| {
-            Some(Verdict {
-                scope,
-                quota,
-                decision,
-            })
-        };
+    /// Counts one request against every `(scope, subject)` in one round trip. Scopes that fail
+    /// open (Redis down) are left out of the answer. If any verdict refuses, the request is
+    /// refused and (in Redis) nothing is consumed.
+    pub async fn check(&self, checks: &[(Scope, &str)]) -> Vec<Verdict> {
         let redis_usable =
             self.redis.enabled() && now_ms() >= self.redis_down_until_ms.load(Ordering::Relaxed);
         if redis_usable {
-            match self.check_redis(scope, subject, quota).await {
-                Ok(decision) => return verdict(decision),
+            match self.check_redis(checks).await {
+                Ok(verdicts) => return verdicts,
                 Err(e) => {
                     tracing::warn!(error = %e, "rate limiter: Redis failed, using the fallback");
                     self.redis_down_until_ms.store(
@@ -149,40 +157,52 @@ impl RateLimiter {
                 }
             }
         }
-        if !self.redis.enabled() || scope.falls_back_locally() {
-            return verdict(self.check_local(scope, subject, quota));
-        }
-        None
+        checks
+            .iter()
+            .filter(|(scope, _)| !self.redis.enabled() || scope.falls_back_locally())
+            .map(|(scope, subject)| {
+                let quota = self.quota(*scope);
+                Verdict {
+                    scope: *scope,
+                    quota,
+                    decision: self.check_local(*scope, subject, quota),
+                }
+            })
+            .collect()
     }
 
-    async fn check_redis(
-        &self,
-        scope: Scope,
-        subject: &str,
-        quota: Quota,
-    ) -> Result<Decision, String> {
+    async fn check_redis(&self, checks: &[(Scope, &str)]) -> Result<Vec<Verdict>, String> {
         let pool = self.redis.pool().ok_or("redis disabled")?;
-        let key = self.redis.keys().key("rl", &[scope.name(), subject]);
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-        let out: Vec<i64> = tokio::time::timeout(
-            Duration::from_secs(1),
-            self.script
-                .key(key)
+        let mut invocation = self.script.prepare_invoke();
+        for (scope, subject) in checks {
+            let quota = self.quota(*scope);
+            invocation
+                .key(self.redis.keys().key("rl", &[scope.name(), subject]))
                 .arg(quota.emission_ms())
-                .arg(quota.quota)
-                .invoke_async(&mut conn),
-        )
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+                .arg(quota.quota);
+        }
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        let out: Vec<i64> =
+            tokio::time::timeout(Duration::from_secs(1), invocation.invoke_async(&mut conn))
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
         let field = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
-        Ok(Decision {
-            allowed: field(0) == 1,
-            remaining: u32::try_from(field(1)).unwrap_or(u32::MAX),
-            reset_ms: field(2),
-            retry_after_ms: field(3),
-            tat_ms: 0,
-        })
+        Ok(checks
+            .iter()
+            .enumerate()
+            .map(|(i, (scope, _))| Verdict {
+                scope: *scope,
+                quota: self.quota(*scope),
+                decision: Decision {
+                    allowed: field(i * 4) == 1,
+                    remaining: u32::try_from(field(i * 4 + 1)).unwrap_or(u32::MAX),
+                    reset_ms: field(i * 4 + 2),
+                    retry_after_ms: field(i * 4 + 3),
+                    tat_ms: 0,
+                },
+            })
+            .collect())
     }
 
     fn check_local(&self, scope: Scope, subject: &str, quota: Quota) -> Decision {
@@ -195,8 +215,16 @@ impl RateLimiter {
         if table.len() >= self.settings.local_max_keys && !table.contains_key(&key) {
             table.retain(|_, tat| *tat > now);
             if table.len() >= self.settings.local_max_keys {
-                // Still full of live entries: start over rather than grow without bound.
-                table.clear();
+                // Still full of live entries: drop a tenth (arbitrary ones) rather than grow,
+                // or reset everyone's allowance at once.
+                let drop: Vec<String> = table
+                    .keys()
+                    .take(self.settings.local_max_keys / 10 + 1)
+                    .cloned()
+                    .collect();
+                for k in drop {
+                    table.remove(&k);
+                }
             }
         }
         let decision = gcra::decide(quota, table.get(&key).copied(), now);

@@ -139,11 +139,25 @@ pub async fn update_me(
                     .await?
                     .ok_or_else(AppError::not_found)?
             };
-            if !state
+            // The current password is guarded like a login: failures count towards the
+            // lockout, and while locked even the right one is refused.
+            let matches = state
                 .passwords
                 .verify(&change.current, &current.password_hash)
-                .await?
-            {
+                .await?;
+            let locked = current.locked_until.is_some_and(|t| t > chrono::Utc::now());
+            if !matches || locked {
+                if !matches {
+                    let auth = &state.settings.auth;
+                    let mut conn = db::conn(&state.db).await?;
+                    users::record_failed_login(
+                        &mut conn,
+                        current.id,
+                        i32::try_from(auth.max_failed_logins).unwrap_or(i32::MAX),
+                        i64::try_from(auth.lockout_secs).unwrap_or(i64::MAX),
+                    )
+                    .await?;
+                }
                 return Err(AppError::validation(vec![FieldError::new(
                     "current_password",
                     "is incorrect",

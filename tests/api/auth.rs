@@ -329,3 +329,150 @@ async fn an_unknown_refresh_token_is_refused() {
         "invalid_refresh_token"
     );
 }
+
+#[tokio::test]
+async fn reusing_a_token_whose_successor_was_already_used_revokes_even_within_the_grace_window() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let b: Value = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": user.refresh_token}),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let c = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": b["refresh_token"]}),
+            None,
+        )
+        .await;
+    assert_eq!(c.status(), 200);
+    let c: Value = c.json().await.unwrap();
+    let reuse = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": user.refresh_token}),
+            None,
+        )
+        .await;
+    assert_eq!(reuse.status(), 401);
+    let res = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": c["refresh_token"]}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 401, "the family is gone");
+}
+
+async fn exec(app: &crate::support::app::TestApp, sql: &str) {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(sql)
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_is_refused() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    exec(
+        &app,
+        "UPDATE refresh_tokens SET expires_at = now() - interval '1 second'",
+    )
+    .await;
+    let res = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": user.refresh_token}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "invalid_refresh_token"
+    );
+}
+
+#[tokio::test]
+async fn a_family_ends_at_its_maximum_age_whatever_the_rotations() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let next: Value = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": user.refresh_token}),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session_end: Value = {
+        let body: Value = app
+            .get_authed("/api/auth/sessions", next["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["items"][0]["expires_at"].clone()
+    };
+    let created = chrono::Utc::now();
+    let end: chrono::DateTime<chrono::Utc> = session_end.as_str().unwrap().parse().unwrap();
+    let days = (end - created).num_days();
+    assert!(
+        (29..=30).contains(&days),
+        "a family lives 30 days, got {days}"
+    );
+    // Time passes beyond the family's end (the refresh token itself would still be valid).
+    exec(
+        &app,
+        "UPDATE sessions SET expires_at = now() - interval '1 second'",
+    )
+    .await;
+    let res = app
+        .post_json(
+            "/api/auth/refresh",
+            &json!({"refresh_token": next["refresh_token"]}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn a_login_flood_beyond_the_hashing_slots_gets_503_not_unbounded_memory() {
+    let app = spawn_app_with(|s| {
+        s.auth.password_hash_concurrency = 1;
+        s.auth.password_queue_timeout_ms = 0;
+    })
+    .await;
+    let user = app.register_user().await;
+    let (k, v) = app.bypass();
+    let logins = (0..20).map(|_| {
+        app.client
+            .post(app.url("/api/auth/login"))
+            .header(k, v.clone())
+            .json(&json!({"email": user.email, "password": user.password}))
+            .send()
+    });
+    let mut statuses = std::collections::BTreeMap::new();
+    for res in futures_util::future::join_all(logins).await {
+        let res = res.unwrap();
+        let status = res.status().as_u16();
+        if status == 503 {
+            assert_eq!(res.json::<Value>().await.unwrap()["code"], "overloaded");
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(statuses.get(&200).is_some_and(|n| *n >= 1), "{statuses:?}");
+    assert!(statuses.get(&503).is_some_and(|n| *n >= 1), "{statuses:?}");
+}

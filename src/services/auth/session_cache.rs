@@ -5,6 +5,8 @@
 
 use chrono::Utc;
 use deadpool_redis::redis::AsyncCommands;
+
+use crate::redis::Redis;
 use uuid::Uuid;
 
 use crate::db;
@@ -13,8 +15,8 @@ use crate::error::AppError;
 use crate::models::sessions;
 use crate::state::AppState;
 
-fn key(state: &AppState, id: Uuid) -> String {
-    state.redis.keys().key("session", &[&id.to_string()])
+fn key(redis: &Redis, id: Uuid) -> String {
+    redis.keys().key("session", &[&id.to_string()])
 }
 
 async fn from_database(state: &AppState, id: SessionId) -> Result<bool, AppError> {
@@ -28,7 +30,7 @@ pub async fn is_active(state: &AppState, id: SessionId) -> Result<bool, AppError
     let Some(pool) = state.redis.pool() else {
         return from_database(state, id).await;
     };
-    let key = key(state, id.0);
+    let key = key(&state.redis, id.0);
     let cached: Result<Option<String>, String> = async {
         let mut conn = pool.get().await.map_err(|e| e.to_string())?;
         conn.get(&key).await.map_err(|e| e.to_string())
@@ -41,7 +43,17 @@ pub async fn is_active(state: &AppState, id: SessionId) -> Result<bool, AppError
             let ttl = state.settings.auth.session_cache_secs.max(1);
             if let Ok(mut conn) = pool.get().await {
                 let value = if active { "1" } else { "0" };
-                if let Err(e) = conn.set_ex::<_, _, ()>(&key, value, ttl).await {
+                // NX: a revocation written meanwhile ("0") must not be overwritten by this
+                // fill, which read PostgreSQL before the revocation committed.
+                let fill = deadpool_redis::redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut conn)
+                    .await;
+                if let Err(e) = fill {
                     tracing::warn!(error = %e, "could not cache session state");
                 }
             }
@@ -54,29 +66,50 @@ pub async fn is_active(state: &AppState, id: SessionId) -> Result<bool, AppError
     }
 }
 
+/// How often a failed revocation write is retried, and the first pause (doubling).
+const REVOKE_ATTEMPTS: u32 = 4;
+const REVOKE_FIRST_PAUSE_MS: u64 = 100;
+
 /// Records revocations in the cache (after they are committed), for as long as an access token
-/// of those sessions could still be presented.
+/// of those sessions could still be presented. If Redis refuses, the write is retried in the
+/// background a few times; should every attempt fail, a cached "active" expires within
+/// `auth.session_cache_secs`, which bounds how long a revoked session can still be used.
 pub async fn mark_revoked(state: &AppState, ids: &[Uuid]) {
-    let Some(pool) = state.redis.pool() else {
-        return;
-    };
-    if ids.is_empty() {
+    if ids.is_empty() || state.redis.pool().is_none() {
         return;
     }
     let ttl = state.settings.auth.access_ttl_secs + state.settings.auth.leeway_secs + 60;
-    let result: Result<(), String> = async {
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-        let mut pipe = deadpool_redis::redis::pipe();
-        for id in ids {
-            pipe.set_ex(key(state, *id), "0", ttl).ignore();
-        }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
+    if let Err(e) = write_revoked(&state.redis, ttl, ids).await {
+        tracing::warn!(error = %e, sessions = ids.len(), "revocation not cached yet; retrying");
+        let redis = state.redis.clone();
+        let ids = ids.to_vec();
+        actix_web::rt::spawn(async move {
+            let mut pause = REVOKE_FIRST_PAUSE_MS;
+            for attempt in 2..=REVOKE_ATTEMPTS {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                pause *= 2;
+                match write_revoked(&redis, ttl, &ids).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == REVOKE_ATTEMPTS => tracing::error!(
+                        error = %e,
+                        sessions = ids.len(),
+                        "could not record session revocation in Redis"
+                    ),
+                    Err(_) => {}
+                }
+            }
+        });
     }
-    .await;
-    if let Err(e) = result {
-        // The cached "1" expires within session_cache_secs; until then PostgreSQL is not asked.
-        tracing::error!(error = %e, sessions = ids.len(), "could not record session revocation in Redis");
+}
+
+async fn write_revoked(redis: &Redis, ttl: u64, ids: &[Uuid]) -> Result<(), String> {
+    let pool = redis.pool().ok_or("redis disabled")?;
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let mut pipe = deadpool_redis::redis::pipe();
+    for id in ids {
+        pipe.set_ex(key(redis, *id), "0", ttl).ignore();
     }
+    pipe.query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -66,8 +66,7 @@ impl std::fmt::Debug for TokenKeys {
 }
 
 fn invalid_token() -> AppError {
-    AppError::new(
-        actix_web::http::StatusCode::UNAUTHORIZED,
+    AppError::unauthorized(
         "invalid_token",
         "The access token is missing, malformed, expired or not valid here.",
     )
