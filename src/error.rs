@@ -17,10 +17,35 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 pub use crate::domain::FieldError;
 
 /// Collects field errors while parsing a request, so one response names every bad field.
+/// A prohibited item anywhere makes the whole answer `prohibited_item` (still 422).
 #[derive(Debug, Default)]
-pub struct FieldErrors(Vec<FieldError>);
+pub struct FieldErrors(Vec<FieldError>, bool);
 
 impl FieldErrors {
+    /// Like `check`, telling a prohibited item apart.
+    pub fn check_category(
+        &mut self,
+        parsed: Result<crate::domain::catalog::Category, crate::domain::catalog::CategoryError>,
+    ) -> Option<crate::domain::catalog::Category> {
+        use crate::domain::catalog::CategoryError;
+        match parsed {
+            Ok(c) => Some(c),
+            Err(CategoryError::Prohibited(e)) => {
+                self.1 = true;
+                self.0.push(e);
+                None
+            }
+            Err(CategoryError::Unknown(e)) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    pub fn extend(&mut self, errors: impl IntoIterator<Item = FieldError>) {
+        self.0.extend(errors);
+    }
+
     /// The value, or `None` with the error recorded.
     pub fn check<T>(&mut self, parsed: Result<T, FieldError>) -> Option<T> {
         parsed.map_err(|e| self.0.push(e)).ok()
@@ -36,7 +61,13 @@ impl FieldErrors {
 
     /// The 422 for what was collected.
     pub fn into_error(self) -> AppError {
-        AppError::validation(self.0)
+        let prohibited = self.1;
+        let mut e = AppError::validation(self.0);
+        if prohibited {
+            e.code = "prohibited_item";
+            e.detail = "Prohibited items cannot be sent or carried.".to_owned();
+        }
+        e
     }
 }
 
@@ -282,6 +313,12 @@ impl From<actix_web::error::JsonPayloadError> for AppError {
             }
             _ => Self::bad_request("bad_request", "The request body was not accepted."),
         }
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(err: FieldError) -> Self {
+        Self::validation(vec![err])
     }
 }
 

@@ -1,6 +1,52 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    activities (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        subject_type -> Text,
+        subject_id -> Uuid,
+        data -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    parcels (id) {
+        id -> Uuid,
+        sender_id -> Uuid,
+        origin_code -> Nullable<Text>,
+        origin_label -> Text,
+        origin_country -> Text,
+        origin_lat -> Float8,
+        origin_lng -> Float8,
+        destination_code -> Nullable<Text>,
+        destination_label -> Text,
+        destination_country -> Text,
+        destination_lat -> Float8,
+        destination_lng -> Float8,
+        pickup_address -> Nullable<Text>,
+        dropoff_address -> Nullable<Text>,
+        ready_from -> Timestamptz,
+        deliver_by -> Timestamptz,
+        weight_grams -> Int4,
+        dimensions_cm -> Nullable<Array<Nullable<Int4>>>,
+        category -> Text,
+        description -> Text,
+        declared_value -> Int8,
+        currency -> Text,
+        max_reward -> Nullable<Int8>,
+        recipient_name -> Text,
+        recipient_email -> Nullable<Text>,
+        recipient_phone -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         session_id -> Uuid,
@@ -28,6 +74,36 @@ diesel::table! {
 }
 
 diesel::table! {
+    trips (id) {
+        id -> Uuid,
+        traveler_id -> Uuid,
+        origin_code -> Nullable<Text>,
+        origin_label -> Text,
+        origin_country -> Text,
+        origin_lat -> Float8,
+        origin_lng -> Float8,
+        destination_code -> Nullable<Text>,
+        destination_label -> Text,
+        destination_country -> Text,
+        destination_lat -> Float8,
+        destination_lng -> Float8,
+        departure_at -> Timestamptz,
+        arrival_at -> Timestamptz,
+        capacity_grams -> Int4,
+        reserved_grams -> Int4,
+        available_grams -> Nullable<Int4>,
+        price_per_kg -> Int8,
+        currency -> Text,
+        accepted_categories -> Array<Nullable<Text>>,
+        flight_number -> Nullable<Text>,
+        notes -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -50,7 +126,17 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(activities -> users (user_id));
+diesel::joinable!(parcels -> users (sender_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(trips -> users (traveler_id));
 
-diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    activities,
+    parcels,
+    refresh_tokens,
+    sessions,
+    trips,
+    users,
+);

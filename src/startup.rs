@@ -17,6 +17,7 @@ use crate::http::{self, docs, extract, middleware, security};
 use crate::redis::Redis;
 use crate::services::auth::passwords::PasswordHasher;
 use crate::services::auth::tokens::TokenKeys;
+use crate::services::pagination::Cursors;
 use crate::services::rate_limit::RateLimiter;
 use crate::state::AppState;
 use crate::telemetry::metrics::Metrics;
@@ -90,6 +91,10 @@ impl Application {
             passwords,
             limiter,
             trusted_proxies: settings.server.trusted_proxies()?,
+            gazetteer: Arc::new(crate::services::locations::load().map_err(StartupError::Auth)?),
+            cursors: Arc::new(Cursors::new(
+                settings.auth.refresh_token_secret.expose().as_bytes(),
+            )),
             started_at: Instant::now(),
         });
         spawn_housekeeping(state.clone());
@@ -197,6 +202,11 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
                 Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+            match crate::services::activities::purge_old(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(activities = n, "purged old activities"),
+                Err(e) => tracing::warn!(error = %e, "activity purge failed"),
             }
         }
     });

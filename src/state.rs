@@ -9,9 +9,11 @@ use actix::Addr;
 use crate::actors::Registry;
 use crate::config::{Environment, IpNet, Settings};
 use crate::db::PgPool;
+use crate::domain::gazetteer::Gazetteer;
 use crate::redis::Redis;
 use crate::services::auth::passwords::PasswordHasher;
 use crate::services::auth::tokens::TokenKeys;
+use crate::services::pagination::Cursors;
 use crate::services::rate_limit::RateLimiter;
 use crate::telemetry::metrics::Metrics;
 
@@ -27,5 +29,7 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Parsed `server.trusted_proxies`.
     pub trusted_proxies: Vec<IpNet>,
+    pub gazetteer: Arc<Gazetteer>,
+    pub cursors: Arc<Cursors>,
     pub started_at: Instant,
 }

@@ -83,6 +83,14 @@ typed_id!(
     /// One refresh token of a session.
     RefreshTokenId
 );
+typed_id!(
+    /// A traveler's trip.
+    TripId
+);
+typed_id!(
+    /// A sender's parcel.
+    ParcelId
+);
 
 #[cfg(test)]
 mod tests {

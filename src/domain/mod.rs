@@ -3,8 +3,13 @@
 //! in the crate.
 
 pub mod account;
+pub mod catalog;
+pub mod gazetteer;
 pub mod gcra;
+pub mod geo;
 pub mod ids;
+pub mod listing;
+pub mod money;
 
 use serde::Serialize;
 use utoipa::ToSchema;

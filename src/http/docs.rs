@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
-use super::{auth, health, users};
+use super::{auth, dashboard, health, locations, parcels, trips, users};
 use crate::error::{FieldError, Problem};
 use crate::services::auth::{AuthResult, SessionView};
 use crate::services::health::{Check, Checks, HealthReport, Liveness, Readiness};
@@ -23,6 +23,10 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         health::live, health::ready, health::health, health::metrics, docs_redirect,
         auth::register, auth::login, auth::refresh, auth::logout, auth::list_sessions, auth::revoke_session,
         users::get_me, users::update_me, users::get_user,
+        locations::search_locations,
+        trips::create_trip, trips::search_trips, trips::get_trip, trips::update_trip, trips::cancel_trip,
+        parcels::create_parcel, parcels::search_parcels, parcels::get_parcel, parcels::update_parcel, parcels::cancel_parcel,
+        dashboard::get_stats, dashboard::list_activities,
     ),
     components(schemas(
         Problem, FieldError, Liveness, Readiness, Checks, Check, HealthReport,
@@ -33,6 +37,10 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         (name = "operations", description = "Health, readiness, metrics and documentation"),
         (name = "auth", description = "Accounts, tokens and device sessions"),
         (name = "users", description = "Profiles"),
+        (name = "locations", description = "The gazetteer of airports and cities"),
+        (name = "trips", description = "Travelers' trips with spare capacity"),
+        (name = "parcels", description = "Senders' parcels"),
+        (name = "dashboard", description = "My figures and activity"),
     ),
 )]
 pub struct ApiDoc;

@@ -3,12 +3,17 @@
 //! No SQL and no business rules here.
 
 pub mod auth;
+pub mod dashboard;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod listing;
+pub mod locations;
 pub mod middleware;
+pub mod parcels;
 pub mod routes;
 pub mod security;
+pub mod trips;
 pub mod users;
 
 pub use routes::{configure, ROUTES};

@@ -5,7 +5,7 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use super::{auth, docs, health, users};
+use super::{auth, dashboard, docs, health, locations, parcels, trips, users};
 
 macro_rules! route_table {
     ($($path:literal => { $($method:ident $handler:path),+ $(,)? }),* $(,)?) => {
@@ -33,4 +33,11 @@ route_table! {
     "/api/auth/sessions/{id}" => { DELETE auth::revoke_session },
     "/api/users/me" => { GET users::get_me, PATCH users::update_me },
     "/api/users/{id}" => { GET users::get_user },
+    "/api/locations" => { GET locations::search_locations },
+    "/api/trips" => { GET trips::search_trips, POST trips::create_trip },
+    "/api/trips/{id}" => { GET trips::get_trip, PATCH trips::update_trip, DELETE trips::cancel_trip },
+    "/api/parcels" => { GET parcels::search_parcels, POST parcels::create_parcel },
+    "/api/parcels/{id}" => { GET parcels::get_parcel, PATCH parcels::update_parcel, DELETE parcels::cancel_parcel },
+    "/api/dashboard/stats" => { GET dashboard::get_stats },
+    "/api/dashboard/activities" => { GET dashboard::list_activities },
 }

@@ -1,5 +1,9 @@
 //! Diesel rows and queries, one file per aggregate. Functions take `&mut AsyncPgConnection` so
 //! they compose inside a service's transaction. No business rules, no HTTP.
 
+pub mod activities;
+pub mod geo_filter;
+pub mod parcels;
 pub mod sessions;
+pub mod trips;
 pub mod users;

@@ -1,7 +1,13 @@
 //! Use cases: the only place that opens transactions, checks authorization and business rules,
 //! and publishes events after commit. Services never format HTTP.
 
+pub mod activities;
 pub mod auth;
+pub mod dashboard;
 pub mod health;
+pub mod locations;
+pub mod pagination;
+pub mod parcels;
 pub mod rate_limit;
+pub mod trips;
 pub mod users;

@@ -210,3 +210,20 @@ pub async fn update_me(
     }
     Ok(UserView::from(&user))
 }
+
+/// Refuses suspended accounts; call in the transaction that publishes something.
+pub async fn ensure_may_publish(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: UserId,
+) -> Result<(), AppError> {
+    let row = users::find(conn, user.0)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    if row.suspended_at.is_some() {
+        return Err(AppError::forbidden(
+            "account_suspended",
+            "This account is suspended and cannot publish.",
+        ));
+    }
+    Ok(())
+}
