@@ -7,12 +7,18 @@ mod support;
 
 mod auth;
 mod binary;
+mod dashboard;
 mod docs;
 mod errors;
 mod faults;
 mod health;
+mod locations;
+mod marketplace_access;
 mod metrics;
+mod parcels;
+mod search;
 mod security;
 mod sessions;
 mod tokens;
+mod trips;
 mod users;

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod database;
+pub mod market;
 pub mod proxy;
 
 pub use app::{spawn_app, spawn_app_with, PASSWORD};
