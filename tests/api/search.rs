@@ -29,6 +29,17 @@ fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
     2.0 * 6_371_008.8 * h.sqrt().min(1.0).asin()
 }
 
+/// A seeded trip: id, origin, destination, departure, capacity, currency.
+type Seeded = (
+    String,
+    (f64, f64),
+    (f64, f64),
+    DateTime<Utc>,
+    i64,
+    &'static str,
+);
+type Predicate = Box<dyn Fn(&Seeded) -> bool>;
+
 const LHR: (f64, f64) = (51.4706, -0.46194);
 const JFK: (f64, f64) = (40.63983, -73.77874);
 const CDG: (f64, f64) = (49.01278, 2.55);
@@ -40,7 +51,7 @@ async fn search_results_equal_a_brute_force_filter_over_random_trips() {
     let searcher = app.register_user().await;
     let mut rng = Lcg(42);
     let hubs = [LHR, JFK, CDG];
-    let mut trips: Vec<(String, (f64, f64), (f64, f64), DateTime<Utc>, i64, &str)> = Vec::new();
+    let mut trips: Vec<Seeded> = Vec::new();
     for _ in 0..240 {
         let o = hubs[(rng.next() * 3.0) as usize % 3];
         let d = hubs[(rng.next() * 3.0) as usize % 3];
@@ -82,10 +93,7 @@ async fn search_results_equal_a_brute_force_filter_over_random_trips() {
     let now = Utc::now();
     let from = now + Duration::days(3);
     let to = now + Duration::days(12);
-    let searches: Vec<(
-        String,
-        Box<dyn Fn(&(String, (f64, f64), (f64, f64), DateTime<Utc>, i64, &str)) -> bool>,
-    )> = vec![
+    let searches: Vec<(String, Predicate)> = vec![
         (
             "origin=LHR&destination=JFK".into(),
             Box::new(|t| distance_m(t.1, LHR) <= 50_000.0 && distance_m(t.2, JFK) <= 50_000.0),
