@@ -9,6 +9,8 @@ pub mod gcra;
 pub mod geo;
 pub mod ids;
 pub mod listing;
+pub mod match_index;
+pub mod matching;
 pub mod money;
 
 use serde::Serialize;
