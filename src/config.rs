@@ -81,6 +81,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub health: HealthSettings,
     pub auth: AuthSettings,
+    pub matching: MatchingSettings,
+    pub payments: PaymentSettings,
     pub cors: CorsSettings,
     pub rate_limit: RateLimitSettings,
 }
@@ -332,6 +334,93 @@ impl AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct MatchingSettings {
+    pub max_origin_km: f64,
+    pub max_destination_km: f64,
+    pub weight_route: f64,
+    pub weight_trust: f64,
+    pub weight_price: f64,
+    pub weight_timeline: f64,
+    pub weight_history: f64,
+    pub kyc_required_above: i64,
+    pub request_ttl_secs: u64,
+    pub payment_window_secs: u64,
+    pub max_open_requests_per_parcel: u32,
+    pub max_open_requests_per_trip: u32,
+    pub suggestions_limit: usize,
+    pub notify_travelers: usize,
+    pub sweep_interval_ms: u64,
+    pub reindex_interval_secs: u64,
+}
+
+impl MatchingSettings {
+    pub fn rules(&self) -> crate::domain::matching::Rules {
+        crate::domain::matching::Rules {
+            max_origin_m: self.max_origin_km * 1000.0,
+            max_destination_m: self.max_destination_km * 1000.0,
+            weights: crate::domain::matching::Weights {
+                route: self.weight_route,
+                trust: self.weight_trust,
+                price: self.weight_price,
+                timeline: self.weight_timeline,
+                history: self.weight_history,
+            },
+            kyc_above_major: self.kyc_required_above,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let rules = self.rules();
+        let checks: [(bool, &str, &str); 6] = [
+            (
+                rules.weights.is_valid(),
+                "matching.weight_route",
+                "the five weights must be >= 0 and sum to 1",
+            ),
+            (
+                self.max_origin_km > 0.0
+                    && self.max_origin_km <= 500.0
+                    && self.max_destination_km > 0.0
+                    && self.max_destination_km <= 500.0,
+                "matching.max_origin_km",
+                "distances must be above 0 and at most 500 km",
+            ),
+            (
+                self.suggestions_limit > 0 && self.suggestions_limit <= 100,
+                "matching.suggestions_limit",
+                "must be 1 to 100",
+            ),
+            (
+                self.sweep_interval_ms > 0,
+                "matching.sweep_interval_ms",
+                "must be > 0",
+            ),
+            (
+                self.reindex_interval_secs > 0,
+                "matching.reindex_interval_secs",
+                "must be > 0",
+            ),
+            (
+                self.max_open_requests_per_parcel > 0 && self.max_open_requests_per_trip > 0,
+                "matching.max_open_requests_per_parcel",
+                "limits must be > 0",
+            ),
+        ];
+        for (ok, key, message) in checks {
+            if !ok {
+                return Err(ConfigError(format!("`{key}` {message}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    pub fee_bps: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct CorsSettings {
     pub allowed_origins: String,
 }
@@ -469,6 +558,12 @@ impl Settings {
         }
         settings.validate()?;
         settings.auth.validate()?;
+        settings.matching.validate()?;
+        if settings.payments.fee_bps > 10_000 {
+            return Err(ConfigError(
+                "`payments.fee_bps` must be at most 10000".to_owned(),
+            ));
+        }
         settings.cors.origins()?;
         settings.server.trusted_proxies()?;
         Ok(settings)

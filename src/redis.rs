@@ -18,6 +18,8 @@ pub use keys::Keys;
 pub struct Redis {
     pool: Option<deadpool_redis::Pool>,
     keys: Keys,
+    /// For the dedicated pub/sub connection (pools cannot lend one).
+    url: crate::config::Secret,
 }
 
 impl std::fmt::Debug for Redis {
@@ -35,7 +37,11 @@ impl Redis {
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
         let keys = Keys::new(&settings.key_prefix);
         if settings.url.is_empty() {
-            return Ok(Self { pool: None, keys });
+            return Ok(Self {
+                pool: None,
+                keys,
+                url: settings.url.clone(),
+            });
         }
         let timeout = Some(Duration::from_millis(settings.timeout_ms));
         let mut cfg = deadpool_redis::Config::from_url(settings.url.expose());
@@ -54,6 +60,7 @@ impl Redis {
         Ok(Self {
             pool: Some(pool),
             keys,
+            url: settings.url.clone(),
         })
     }
 
@@ -63,6 +70,13 @@ impl Redis {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// A client for a dedicated connection (pub/sub), when Redis is configured.
+    pub fn client(&self) -> Option<Result<redis::Client, String>> {
+        self.pool
+            .as_ref()
+            .map(|_| redis::Client::open(self.url.expose()).map_err(|e| e.to_string()))
     }
 
     pub fn pool(&self) -> Option<&deadpool_redis::Pool> {

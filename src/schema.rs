@@ -13,6 +13,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    match_events (id) {
+        id -> Uuid,
+        match_id -> Uuid,
+        actor_id -> Nullable<Uuid>,
+        action -> Text,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    matches (id) {
+        id -> Uuid,
+        parcel_id -> Uuid,
+        trip_id -> Uuid,
+        sender_id -> Uuid,
+        traveler_id -> Uuid,
+        requested_by -> Uuid,
+        status -> Text,
+        weight_grams -> Int4,
+        price -> Int8,
+        fee -> Int8,
+        currency -> Text,
+        room_id -> Uuid,
+        expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     parcels (id) {
         id -> Uuid,
         sender_id -> Uuid,
@@ -127,6 +160,10 @@ diesel::table! {
 }
 
 diesel::joinable!(activities -> users (user_id));
+diesel::joinable!(match_events -> matches (match_id));
+diesel::joinable!(match_events -> users (actor_id));
+diesel::joinable!(matches -> parcels (parcel_id));
+diesel::joinable!(matches -> trips (trip_id));
 diesel::joinable!(parcels -> users (sender_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -134,6 +171,8 @@ diesel::joinable!(trips -> users (traveler_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     activities,
+    match_events,
+    matches,
     parcels,
     refresh_tokens,
     sessions,

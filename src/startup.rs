@@ -10,13 +10,15 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::actors::{ActorProbe, Registry};
+use crate::actors::matchmaker::Apply;
+use crate::actors::{ActorProbe, Matchmaker, Registry};
 use crate::config::{Environment, Settings};
 use crate::db::{self, DbSetupError};
 use crate::http::{self, docs, extract, middleware, security};
 use crate::redis::Redis;
 use crate::services::auth::passwords::PasswordHasher;
 use crate::services::auth::tokens::TokenKeys;
+use crate::services::events::EventBus;
 use crate::services::pagination::Cursors;
 use crate::services::rate_limit::RateLimiter;
 use crate::state::AppState;
@@ -76,6 +78,12 @@ impl Application {
         let db = db::pool(&settings.database)?;
         let redis = Redis::new(&settings.redis).map_err(StartupError::Redis)?;
         let registry = Registry::new(ActorProbe::new(&metrics.actors, "registry")).start();
+        let matchmaker = Matchmaker::new(
+            settings.matching.rules(),
+            ActorProbe::new(&metrics.actors, "matchmaker"),
+        )
+        .start();
+        let events = Arc::new(EventBus::new(redis.clone()));
         let tokens = Arc::new(TokenKeys::from_settings(&settings.auth)?);
         let passwords = PasswordHasher::new(&settings.auth).map_err(StartupError::Auth)?;
         let limiter = Arc::new(RateLimiter::new(redis.clone(), settings.rate_limit.clone()));
@@ -87,6 +95,8 @@ impl Application {
             redis,
             metrics,
             registry,
+            matchmaker,
+            events,
             tokens,
             passwords,
             limiter,
@@ -98,6 +108,7 @@ impl Application {
             started_at: Instant::now(),
         });
         spawn_housekeeping(state.clone());
+        spawn_matching(state.clone());
 
         let (host, port) = settings.listen_addr();
         let listener =
@@ -187,6 +198,65 @@ impl Application {
         tracing::info!("stopped");
         res
     }
+}
+
+/// The matchmaker's feed and timers: bus events into its index, a rebuild from PostgreSQL at
+/// start and periodically (repairing anything a lost event left out), and the expiry sweeper.
+fn spawn_matching(state: web::Data<AppState>) {
+    state.events.spawn_listener();
+    let mut feed = state.events.subscribe();
+    let probe = ActorProbe::new(&state.metrics.actors, "matchmaker");
+    let matchmaker = state.matchmaker.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            match feed.recv().await {
+                Ok(event) => {
+                    if matchmaker.try_send(Apply(event)).is_err() {
+                        probe.dropped();
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "matchmaker fell behind the bus; the next rebuild repairs it"
+                    );
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let reindex_state = state.clone();
+    actix_web::rt::spawn(async move {
+        let period = Duration::from_secs(reindex_state.settings.matching.reindex_interval_secs);
+        let mut every = tokio::time::interval(period);
+        loop {
+            every.tick().await;
+            let started = Instant::now();
+            match crate::services::matching::facts::rebuild_index(&reindex_state).await {
+                Ok((trips, parcels)) => tracing::info!(
+                    trips,
+                    parcels,
+                    ms = started.elapsed().as_millis() as u64,
+                    "matchmaker index rebuilt"
+                ),
+                Err(e) => tracing::warn!(error = %e, "matchmaker index rebuild failed"),
+            }
+        }
+    });
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(
+            state.settings.matching.sweep_interval_ms,
+        ));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match crate::services::matching::sweep_expired(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired lapsed matches"),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+            }
+        }
+    });
 }
 
 /// How often ended sessions (and their refresh tokens) are deleted.

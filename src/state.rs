@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use actix::Addr;
 
-use crate::actors::Registry;
+use crate::actors::{Matchmaker, Registry};
 use crate::config::{Environment, IpNet, Settings};
 use crate::db::PgPool;
 use crate::domain::gazetteer::Gazetteer;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub redis: Redis,
     pub metrics: Arc<Metrics>,
     pub registry: Addr<Registry>,
+    pub matchmaker: Addr<Matchmaker>,
+    pub events: Arc<crate::services::events::EventBus>,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub limiter: Arc<RateLimiter>,

@@ -3,8 +3,10 @@
 //! bridge plug in here as their issues land. No SQL in an actor: persistence goes through a
 //! service.
 
+pub mod matchmaker;
 pub mod probe;
 pub mod registry;
 
+pub use matchmaker::Matchmaker;
 pub use probe::{ActorProbe, InFlight};
 pub use registry::{GetOrStart, Registry};

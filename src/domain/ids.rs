@@ -91,6 +91,10 @@ typed_id!(
     /// A sender's parcel.
     ParcelId
 );
+typed_id!(
+    /// A booking of a parcel on a trip.
+    MatchId
+);
 
 #[cfg(test)]
 mod tests {

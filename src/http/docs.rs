@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
-use super::{auth, dashboard, health, locations, parcels, trips, users};
+use super::{auth, dashboard, health, locations, matches, parcels, trips, users};
 use crate::error::{FieldError, Problem};
 use crate::services::auth::{AuthResult, SessionView};
 use crate::services::health::{Check, Checks, HealthReport, Liveness, Readiness};
@@ -27,6 +27,8 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         trips::create_trip, trips::search_trips, trips::get_trip, trips::update_trip, trips::cancel_trip,
         parcels::create_parcel, parcels::search_parcels, parcels::get_parcel, parcels::update_parcel, parcels::cancel_parcel,
         dashboard::get_stats, dashboard::list_activities,
+        matches::get_suggestions, matches::explain_match, matches::create_match, matches::list_matches,
+        matches::get_match, matches::accept_match, matches::decline_match, matches::cancel_match,
     ),
     components(schemas(
         Problem, FieldError, Liveness, Readiness, Checks, Check, HealthReport,
@@ -41,6 +43,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         (name = "trips", description = "Travelers' trips with spare capacity"),
         (name = "parcels", description = "Senders' parcels"),
         (name = "dashboard", description = "My figures and activity"),
+        (name = "matching", description = "Suggestions, requests and bookings"),
     ),
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod listing;
 pub mod locations;
+pub mod matches;
 pub mod middleware;
 pub mod parcels;
 pub mod routes;

@@ -5,7 +5,7 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use super::{auth, dashboard, docs, health, locations, parcels, trips, users};
+use super::{auth, dashboard, docs, health, locations, matches, parcels, trips, users};
 
 macro_rules! route_table {
     ($($path:literal => { $($method:ident $handler:path),+ $(,)? }),* $(,)?) => {
@@ -38,6 +38,13 @@ route_table! {
     "/api/trips/{id}" => { GET trips::get_trip, PATCH trips::update_trip, DELETE trips::cancel_trip },
     "/api/parcels" => { GET parcels::search_parcels, POST parcels::create_parcel },
     "/api/parcels/{id}" => { GET parcels::get_parcel, PATCH parcels::update_parcel, DELETE parcels::cancel_parcel },
+    "/api/matches/suggestions" => { GET matches::get_suggestions },
+    "/api/matches/explain" => { GET matches::explain_match },
+    "/api/matches" => { GET matches::list_matches, POST matches::create_match },
+    "/api/matches/{id}" => { GET matches::get_match },
+    "/api/matches/{id}/accept" => { POST matches::accept_match },
+    "/api/matches/{id}/decline" => { POST matches::decline_match },
+    "/api/matches/{id}/cancel" => { POST matches::cancel_match },
     "/api/dashboard/stats" => { GET dashboard::get_stats },
     "/api/dashboard/activities" => { GET dashboard::list_activities },
 }

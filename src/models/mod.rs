@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod geo_filter;
+pub mod matches;
 pub mod parcels;
 pub mod sessions;
 pub mod trips;

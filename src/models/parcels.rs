@@ -235,3 +235,24 @@ pub async fn count_by_status(
         .load(conn)
         .await
 }
+
+/// Every open parcel still deliverable (the matchmaker's index at start-up).
+pub async fn open_all(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<ParcelRow>> {
+    parcels::table
+        .filter(parcels::status.eq("open"))
+        .filter(parcels::deliver_by.gt(now))
+        .select(ParcelRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<ParcelRow>> {
+    parcels::table
+        .filter(parcels::id.eq_any(ids))
+        .select(ParcelRow::as_select())
+        .load(conn)
+        .await
+}

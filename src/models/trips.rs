@@ -232,3 +232,24 @@ pub async fn count_by_status(
         .load(conn)
         .await
 }
+
+/// Every open trip not yet departed (the matchmaker's index at start-up).
+pub async fn open_all(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<TripRow>> {
+    trips::table
+        .filter(trips::status.eq("open"))
+        .filter(trips::departure_at.gt(now))
+        .select(TripRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<TripRow>> {
+    trips::table
+        .filter(trips::id.eq_any(ids))
+        .select(TripRow::as_select())
+        .load(conn)
+        .await
+}

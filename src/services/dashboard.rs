@@ -1,5 +1,5 @@
-//! The dashboard: my trips, parcels and matches by status, money, rating. Figures owned by
-//! capabilities not built yet (matches, the ledger) report zero until they land.
+//! The dashboard: my trips, parcels and matches by status, money, rating. Money figures report
+//! zero until the ledger lands.
 
 use std::collections::BTreeMap;
 
@@ -8,23 +8,12 @@ use utoipa::ToSchema;
 
 use crate::db;
 use crate::error::AppError;
-use crate::models::{parcels, trips, users};
+use crate::models::{matches, parcels, trips, users};
 use crate::services::auth::AuthUser;
 use crate::state::AppState;
 
 const TRIP_STATUSES: [&str; 4] = ["open", "in_progress", "completed", "cancelled"];
 const PARCEL_STATUSES: [&str; 5] = ["open", "matched", "in_transit", "delivered", "cancelled"];
-const MATCH_STATUSES: [&str; 9] = [
-    "requested",
-    "accepted",
-    "paid",
-    "in_transit",
-    "delivered",
-    "completed",
-    "declined",
-    "cancelled",
-    "expired",
-];
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AmountByCurrency {
@@ -62,11 +51,15 @@ pub async fn stats(state: &AppState, auth: AuthUser) -> Result<DashboardStats, A
         .ok_or_else(AppError::not_found)?;
     let trips = trips::count_by_status(&mut conn, auth.user_id.0).await?;
     let parcels = parcels::count_by_status(&mut conn, auth.user_id.0).await?;
+    let matches = matches::count_by_status(&mut conn, auth.user_id.0).await?;
     let profile = crate::services::users::UserView::from(&user);
     Ok(DashboardStats {
         trips: by_status(&TRIP_STATUSES, trips),
         parcels: by_status(&PARCEL_STATUSES, parcels),
-        matches: by_status(&MATCH_STATUSES, Vec::new()),
+        matches: by_status(
+            &crate::domain::matching::ALL_STATUSES.map(|s| s.as_str()),
+            matches,
+        ),
         earnings: Vec::new(),
         held: Vec::new(),
         rating: profile.rating,

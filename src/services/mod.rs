@@ -4,8 +4,10 @@
 pub mod activities;
 pub mod auth;
 pub mod dashboard;
+pub mod events;
 pub mod health;
 pub mod locations;
+pub mod matching;
 pub mod pagination;
 pub mod parcels;
 pub mod rate_limit;

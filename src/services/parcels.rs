@@ -17,8 +17,12 @@ use crate::domain::money::{Money, MoneyDto};
 use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::models::geo_filter::{Area, Order};
+use crate::models::matches;
 use crate::models::parcels::{self, ParcelFilter, ParcelRow, ParcelValues};
 use crate::services::auth::AuthUser;
+use crate::services::matching::facts::publish_changes;
+use crate::services::matching::lifecycle::{self, Touched};
+use crate::services::matching::suggest;
 use crate::services::pagination::{clamp_limit, split_page, Position};
 use crate::services::{activities, users};
 use crate::state::AppState;
@@ -144,6 +148,11 @@ fn destination_of(state: &AppState, r: &ParcelRow) -> Location {
         r.destination_lat,
         r.destination_lng,
     )
+}
+
+/// The sender's view of a row, or the public one for anybody else.
+pub fn view_row(state: &AppState, row: ParcelRow, viewer: AuthUser) -> ParcelView {
+    view(state, row, viewer)
 }
 
 /// The sender's view, or the public one for anybody else.
@@ -291,6 +300,8 @@ pub async fn create(
             Ok::<_, AppError>(row)
         })
         .await?;
+    publish_changes(state, &[], &[row.id]).await;
+    suggest::parcel_posted(state, crate::services::matching::facts::parcel_facts(&row)).await;
     Ok(view(state, row, auth))
 }
 
@@ -377,6 +388,12 @@ pub async fn update(
                     "Only an open parcel can be changed.",
                 ));
             }
+            if !matches::requests_of_parcel(conn, row.id).await?.is_empty() {
+                return Err(AppError::conflict(
+                    "not_editable",
+                    "This parcel already has requests; decline or cancel them first.",
+                ));
+            }
             let c = current_input(state, &row).map_err(AppError::internal)?;
             let merged = ParcelInput {
                 origin: patch.origin.clone().unwrap_or(c.origin),
@@ -410,6 +427,7 @@ pub async fn update(
             Ok(row)
         })
         .await?;
+    publish_changes(state, &[], &[row.id]).await;
     Ok(view(state, row, auth))
 }
 
@@ -419,7 +437,7 @@ pub async fn cancel(
     id: ParcelId,
 ) -> Result<ParcelView, AppError> {
     let mut conn = db::conn(&state.db).await?;
-    let row = conn
+    let (row, touched) = conn
         .transaction(async |conn| {
             let row = own_for_update(conn, auth, id).await?;
             if row.status != "open" {
@@ -428,6 +446,23 @@ pub async fn cancel(
                     format!("A parcel that is {} cannot be cancelled.", row.status),
                 ));
             }
+            let live = matches::requests_of_parcel(conn, row.id).await?;
+            if matches::has_bookings_of_parcel(conn, row.id).await? {
+                return Err(AppError::conflict(
+                    "has_bookings",
+                    "This parcel has a paid booking; it can no longer be cancelled.",
+                ));
+            }
+            let mut touched = Touched::default();
+            lifecycle::close_requests(
+                conn,
+                state,
+                live,
+                auth.user_id.0,
+                "parcel_cancelled",
+                &mut touched,
+            )
+            .await?;
             let row = parcels::set_status(conn, row.id, "cancelled").await?;
             activities::record(
                 conn,
@@ -438,9 +473,11 @@ pub async fn cancel(
                 activity_data(&row),
             )
             .await?;
-            Ok::<_, AppError>(row)
+            Ok::<_, AppError>((row, touched))
         })
         .await?;
+    touched.publish(state).await;
+    publish_changes(state, &[], &[row.id]).await;
     Ok(view(state, row, auth))
 }
 

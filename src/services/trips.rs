@@ -16,8 +16,12 @@ use crate::domain::money::{Money, MoneyDto};
 use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::models::geo_filter::{Area, Order};
+use crate::models::matches;
 use crate::models::trips::{self, TripFilter, TripRow, TripValues};
 use crate::services::auth::AuthUser;
+use crate::services::matching::facts::publish_changes;
+use crate::services::matching::lifecycle::{self, Touched};
+use crate::services::matching::suggest;
 use crate::services::pagination::{clamp_limit, split_page, Position};
 use crate::services::{activities, users};
 use crate::state::AppState;
@@ -90,6 +94,11 @@ pub struct TripQuery {
     pub mine: bool,
     pub cursor: Option<String>,
     pub limit: Option<i64>,
+}
+
+/// The view of a trip row (trips are the same for everyone who may see them).
+pub fn view_row(state: &AppState, row: TripRow) -> TripView {
+    view(state, row)
 }
 
 fn view(state: &AppState, row: TripRow) -> TripView {
@@ -217,6 +226,8 @@ pub async fn create(
             Ok::<_, AppError>(row)
         })
         .await?;
+    publish_changes(state, &[row.id], &[]).await;
+    suggest::trip_posted(state, trip_facts_of(&row, state).await).await;
     Ok(view(state, row))
 }
 
@@ -268,6 +279,12 @@ pub async fn update(
                 return Err(AppError::conflict(
                     "not_editable",
                     "Only an open trip can be changed.",
+                ));
+            }
+            if !matches::requests_of_trip(conn, row.id).await?.is_empty() {
+                return Err(AppError::conflict(
+                    "not_editable",
+                    "This trip already has requests; decline or cancel them first.",
                 ));
             }
             let current = view(state, row.clone());
@@ -344,12 +361,13 @@ pub async fn update(
             Ok(row)
         })
         .await?;
+    publish_changes(state, &[row.id], &[]).await;
     Ok(view(state, row))
 }
 
 pub async fn cancel(state: &AppState, auth: AuthUser, id: TripId) -> Result<TripView, AppError> {
     let mut conn = db::conn(&state.db).await?;
-    let row = conn
+    let (row, touched) = conn
         .transaction(async |conn| {
             let row = own_for_update(conn, auth, id).await?;
             if row.status != "open" {
@@ -358,6 +376,23 @@ pub async fn cancel(state: &AppState, auth: AuthUser, id: TripId) -> Result<Trip
                     format!("A trip that is {} cannot be cancelled.", row.status),
                 ));
             }
+            let live = matches::requests_of_trip(conn, row.id).await?;
+            if matches::has_bookings_of_trip(conn, row.id).await? {
+                return Err(AppError::conflict(
+                    "has_bookings",
+                    "This trip has a paid booking; it can no longer be cancelled.",
+                ));
+            }
+            let mut touched = Touched::default();
+            lifecycle::close_requests(
+                conn,
+                state,
+                live,
+                auth.user_id.0,
+                "trip_cancelled",
+                &mut touched,
+            )
+            .await?;
             let row = trips::set_status(conn, row.id, "cancelled").await?;
             activities::record(
                 conn,
@@ -368,9 +403,11 @@ pub async fn cancel(state: &AppState, auth: AuthUser, id: TripId) -> Result<Trip
                 activity_data(&row),
             )
             .await?;
-            Ok::<_, AppError>(row)
+            Ok::<_, AppError>((row, touched))
         })
         .await?;
+    touched.publish(state).await;
+    publish_changes(state, &[row.id], &[]).await;
     Ok(view(state, row))
 }
 
@@ -415,4 +452,18 @@ pub async fn search(
         items: rows.into_iter().map(|r| view(state, r)).collect(),
         next_cursor: next.map(|p| state.cursors.encode(scope, &p)),
     })
+}
+
+async fn trip_facts_of(row: &TripRow, state: &AppState) -> crate::domain::matching::TripFacts {
+    let user = match db::conn(&state.db).await {
+        Ok(mut conn) => crate::models::users::find(&mut conn, row.traveler_id)
+            .await
+            .ok()
+            .flatten(),
+        Err(_) => None,
+    };
+    crate::services::matching::facts::trip_facts(
+        row,
+        crate::services::matching::facts::traveler_stats(user.as_ref()),
+    )
 }

@@ -1,0 +1,387 @@
+//! The match lifecycle: requests, and the one transition function every state change goes
+//! through (it applies the domain state machine, moves capacity, appends to `match_events`),
+//! plus the expiry sweeper.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use uuid::Uuid;
+
+use super::facts::{self, publish_changes};
+use super::{view, MatchView};
+use crate::db;
+use crate::domain::ids::{MatchId, ParcelId, TripId};
+use crate::domain::matching::{self, MatchAction, MatchStatus};
+use crate::error::AppError;
+use crate::models::matches::{self as rows, MatchRow, NewMatch, NewMatchEvent};
+use crate::models::parcels;
+use crate::services::activities;
+use crate::services::auth::AuthUser;
+use crate::services::events::Event;
+use crate::state::AppState;
+
+/// Most lapsed matches one sweep claims.
+const SWEEP_BATCH: i64 = 100;
+
+/// What a committed change touched, to publish afterwards.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub matches: Vec<MatchRow>,
+    pub trips: Vec<Uuid>,
+    pub parcels: Vec<Uuid>,
+}
+
+impl Touched {
+    pub async fn publish(self, state: &AppState) {
+        for m in &self.matches {
+            state
+                .events
+                .publish(Event::MatchUpdated {
+                    match_id: m.id,
+                    status: m.status.clone(),
+                    sender_id: m.sender_id,
+                    traveler_id: m.traveler_id,
+                })
+                .await;
+        }
+        publish_changes(state, &self.trips, &self.parcels).await;
+    }
+}
+
+fn invalid_transition(from: &str, action: MatchAction) -> AppError {
+    AppError::conflict(
+        "invalid_transition",
+        format!(
+            "A {from} match cannot be {}.",
+            serde_json::to_string(&action)
+                .unwrap_or_default()
+                .trim_matches('"')
+        ),
+    )
+}
+
+/// The single place a match changes state. `actor` is `None` when the system acts.
+pub async fn transition(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    m: &MatchRow,
+    action: MatchAction,
+    actor: Option<Uuid>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<MatchRow, AppError> {
+    let from =
+        MatchStatus::parse(&m.status).ok_or_else(|| AppError::internal("unknown match status"))?;
+    let to = from
+        .transition(action)
+        .map_err(|_| invalid_transition(&m.status, action))?;
+
+    let mut expires_at = None;
+    if to == MatchStatus::Accepted {
+        if !rows::reserve(conn, m.trip_id, m.weight_grams).await? {
+            return Err(AppError::conflict(
+                "insufficient_capacity",
+                "The trip has no room left for this parcel.",
+            ));
+        }
+        rows::set_parcel_status(conn, m.parcel_id, "matched").await?;
+        expires_at = Some(now + secs(state.settings.matching.payment_window_secs));
+        for other in rows::other_requests_of_parcel(conn, m.parcel_id, m.id).await? {
+            record(
+                conn,
+                &other,
+                MatchStatus::Requested,
+                MatchStatus::Declined,
+                MatchAction::Decline,
+                None,
+                Some("parcel_matched"),
+                None,
+                touched,
+            )
+            .await?;
+        }
+        touched.trips.push(m.trip_id);
+        touched.parcels.push(m.parcel_id);
+    }
+    if from.holds_capacity() && matches!(to, MatchStatus::Cancelled | MatchStatus::Expired) {
+        rows::release(conn, m.trip_id, m.weight_grams).await?;
+        rows::set_parcel_status(conn, m.parcel_id, "open").await?;
+        touched.trips.push(m.trip_id);
+        touched.parcels.push(m.parcel_id);
+    }
+    let updated = record(
+        conn, m, from, to, action, actor, reason, expires_at, touched,
+    )
+    .await?;
+    let kind = format!("match_{}", to.as_str());
+    for user in [m.sender_id, m.traveler_id] {
+        activities::record(
+            conn,
+            user,
+            &kind,
+            "match",
+            m.id,
+            serde_json::json!({"from": from.as_str(), "to": to.as_str()}),
+        )
+        .await?;
+    }
+    Ok(updated)
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row of the event log, field by field"
+)]
+async fn record(
+    conn: &mut AsyncPgConnection,
+    m: &MatchRow,
+    from: MatchStatus,
+    to: MatchStatus,
+    action: MatchAction,
+    actor: Option<Uuid>,
+    reason: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+    touched: &mut Touched,
+) -> Result<MatchRow, AppError> {
+    let updated = rows::set_status(conn, m.id, to.as_str(), expires_at).await?;
+    let action = serde_json::to_string(&action).unwrap_or_default();
+    rows::append_event(
+        conn,
+        &NewMatchEvent {
+            id: Uuid::now_v7(),
+            match_id: m.id,
+            actor_id: actor,
+            action: action.trim_matches('"'),
+            from_status: Some(from.as_str()),
+            to_status: to.as_str(),
+            reason,
+        },
+    )
+    .await?;
+    touched.matches.push(updated.clone());
+    Ok(updated)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1_000))
+}
+
+/// `POST /api/matches`: the sender asks a trip to carry their parcel, or the traveler offers
+/// their trip to a parcel. The pair must pass every hard constraint.
+pub async fn request(
+    state: &AppState,
+    auth: AuthUser,
+    parcel_id: ParcelId,
+    trip_id: TripId,
+) -> Result<MatchView, AppError> {
+    let now = Utc::now();
+    let cfg = &state.settings.matching;
+    let mut conn = db::conn(&state.db).await?;
+    let (row, touched) = conn
+        .transaction(async |conn| {
+            let parcel = parcels::find(conn, parcel_id.0).await?;
+            let trip = facts::load_trip(conn, trip_id.0).await?;
+            // Which side is asking decides what they must own; the other side must be visible.
+            let me = auth.user_id.0;
+            let (parcel, (trip, trip_facts)) = match (parcel, trip) {
+                (Some(p), Some(t)) if p.sender_id == me && (t.0.status == "open" || t.0.traveler_id == me) => (p, t),
+                (Some(p), Some(t)) if t.0.traveler_id == me && p.status == "open" => (p, t),
+                _ => return Err(AppError::not_found()),
+            };
+            let by_sender = parcel.sender_id == me;
+            let parcel_facts = facts::parcel_facts(&parcel);
+            let failed = matching::check(&parcel_facts, &trip_facts, &cfg.rules(), now);
+            if !failed.is_empty() {
+                let codes: Vec<&str> = failed.iter().map(|f| f.code()).collect();
+                return Err(AppError::new(
+                    actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "not_eligible",
+                    format!("This trip cannot carry this parcel: {}.", codes.join(", ")),
+                )
+                .with_header("X-Failed-Constraints", codes.join(",")));
+            }
+            if rows::live_for_pair(conn, parcel.id, trip.id).await?.is_some() {
+                return Err(AppError::conflict("already_requested", "This parcel and trip already have a live request."));
+            }
+            let (limit, open) = if by_sender {
+                (cfg.max_open_requests_per_parcel, rows::count_open_requests(conn, me, Some(parcel.id), None).await?)
+            } else {
+                (cfg.max_open_requests_per_trip, rows::count_open_requests(conn, me, None, Some(trip.id)).await?)
+            };
+            if open >= i64::from(limit) {
+                return Err(AppError::conflict(
+                    "request_limit_reached",
+                    format!("At most {limit} open requests are allowed here; wait for answers or cancel one."),
+                ));
+            }
+            let price = matching::price_for(trip.price_per_kg, parcel.weight_grams)
+                .ok_or_else(|| AppError::internal("price overflow"))?;
+            let fee = matching::fee_for(price, state.settings.payments.fee_bps)
+                .ok_or_else(|| AppError::internal("fee overflow"))?;
+            let expires_at = (now + secs(cfg.request_ttl_secs)).min(trip.departure_at);
+            let row = rows::insert(
+                conn,
+                &NewMatch {
+                    id: MatchId::new().0,
+                    parcel_id: parcel.id,
+                    trip_id: trip.id,
+                    sender_id: parcel.sender_id,
+                    traveler_id: trip.traveler_id,
+                    requested_by: me,
+                    status: MatchStatus::Requested.as_str(),
+                    weight_grams: parcel.weight_grams,
+                    price,
+                    fee,
+                    currency: &trip.currency,
+                    room_id: Uuid::now_v7(),
+                    expires_at: Some(expires_at),
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+                    AppError::conflict("already_requested", "This parcel and trip already have a live request.")
+                }
+                other => AppError::from(other),
+            })?;
+            rows::append_event(
+                conn,
+                &NewMatchEvent {
+                    id: Uuid::now_v7(),
+                    match_id: row.id,
+                    actor_id: Some(me),
+                    action: "request",
+                    from_status: None,
+                    to_status: MatchStatus::Requested.as_str(),
+                    reason: None,
+                },
+            )
+            .await?;
+            for user in [row.sender_id, row.traveler_id] {
+                activities::record(conn, user, "match_requested", "match", row.id, serde_json::json!({"requested_by": me})).await?;
+            }
+            let touched = Touched { matches: vec![row.clone()], ..Touched::default() };
+            Ok::<_, AppError>((row, touched))
+        })
+        .await?;
+    touched.publish(state).await;
+    Ok(view(row, None))
+}
+
+/// Who may take `action` on a match: 404 for strangers, 403 for the wrong party.
+fn authorize(m: &MatchRow, auth: AuthUser, action: MatchAction) -> Result<(), AppError> {
+    let me = auth.user_id.0;
+    if me != m.sender_id && me != m.traveler_id {
+        return Err(AppError::not_found());
+    }
+    let counterpart = if m.requested_by == m.sender_id {
+        m.traveler_id
+    } else {
+        m.sender_id
+    };
+    match action {
+        MatchAction::Accept | MatchAction::Decline if me != counterpart => {
+            Err(AppError::forbidden(
+                "not_counterpart",
+                "Only the other party of the request can accept or decline it.",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Accept, decline or cancel by a party.
+pub async fn act(
+    state: &AppState,
+    auth: AuthUser,
+    id: MatchId,
+    action: MatchAction,
+) -> Result<MatchView, AppError> {
+    let now = Utc::now();
+    let mut conn = db::conn(&state.db).await?;
+    let (row, touched) = conn
+        .transaction(async |conn| {
+            let m = rows::find_for_update(conn, id.0)
+                .await?
+                .ok_or_else(AppError::not_found)?;
+            authorize(&m, auth, action)?;
+            if action == MatchAction::Cancel && m.status == "paid" {
+                // Refunds come with the payments capability; until then a paid match stays.
+                return Err(invalid_transition(&m.status, action));
+            }
+            let mut touched = Touched::default();
+            let row = transition(
+                conn,
+                state,
+                &m,
+                action,
+                Some(auth.user_id.0),
+                None,
+                now,
+                &mut touched,
+            )
+            .await?;
+            Ok::<_, AppError>((row, touched))
+        })
+        .await?;
+    touched.publish(state).await;
+    let mut conn = db::conn(&state.db).await?;
+    let events = rows::events(&mut conn, row.id).await?;
+    Ok(view(row, Some(events)))
+}
+
+/// Expires lapsed requests and unpaid acceptances. Rows are claimed with `FOR UPDATE SKIP
+/// LOCKED`, so several nodes sweeping at once each expire a match exactly once.
+pub async fn sweep_expired(state: &AppState) -> Result<usize, AppError> {
+    let now = Utc::now();
+    let mut conn = db::conn(&state.db).await?;
+    let touched = conn
+        .transaction(async |conn| {
+            let mut touched = Touched::default();
+            for m in rows::claim_due(conn, now, SWEEP_BATCH).await? {
+                transition(
+                    conn,
+                    state,
+                    &m,
+                    MatchAction::Expire,
+                    None,
+                    Some("timed_out"),
+                    now,
+                    &mut touched,
+                )
+                .await?;
+            }
+            Ok::<_, AppError>(touched)
+        })
+        .await?;
+    let n = touched.matches.len();
+    touched.publish(state).await;
+    Ok(n)
+}
+
+/// Ends the live requests of a trip or parcel that is being cancelled (inside its
+/// transaction); a paid booking blocks the cancellation.
+pub async fn close_requests(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    live: Vec<MatchRow>,
+    actor: Uuid,
+    reason: &str,
+    touched: &mut Touched,
+) -> Result<(), AppError> {
+    let now = Utc::now();
+    for m in live {
+        transition(
+            conn,
+            state,
+            &m,
+            MatchAction::Cancel,
+            Some(actor),
+            Some(reason),
+            now,
+            touched,
+        )
+        .await?;
+    }
+    Ok(())
+}
