@@ -174,10 +174,7 @@ pub fn check(
         Failure::InsufficientCapacity,
     );
     fail(
-        !trip
-            .accepted_categories
-            .iter()
-            .any(|c| *c == parcel.category),
+        !trip.accepted_categories.contains(&parcel.category),
         Failure::CategoryNotAccepted,
     );
     fail(trip.currency != parcel.currency, Failure::CurrencyMismatch);

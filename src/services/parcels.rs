@@ -300,6 +300,7 @@ pub async fn create(
             Ok::<_, AppError>(row)
         })
         .await?;
+    drop(conn);
     publish_changes(state, &[], &[row.id]).await;
     suggest::parcel_posted(state, crate::services::matching::facts::parcel_facts(&row)).await;
     Ok(view(state, row, auth))
@@ -427,6 +428,7 @@ pub async fn update(
             Ok(row)
         })
         .await?;
+    drop(conn);
     publish_changes(state, &[], &[row.id]).await;
     Ok(view(state, row, auth))
 }
@@ -476,6 +478,7 @@ pub async fn cancel(
             Ok::<_, AppError>((row, touched))
         })
         .await?;
+    drop(conn);
     touched.publish(state).await;
     publish_changes(state, &[], &[row.id]).await;
     Ok(view(state, row, auth))

@@ -226,6 +226,7 @@ pub async fn create(
             Ok::<_, AppError>(row)
         })
         .await?;
+    drop(conn);
     publish_changes(state, &[row.id], &[]).await;
     suggest::trip_posted(state, trip_facts_of(&row, state).await).await;
     Ok(view(state, row))
@@ -361,6 +362,7 @@ pub async fn update(
             Ok(row)
         })
         .await?;
+    drop(conn);
     publish_changes(state, &[row.id], &[]).await;
     Ok(view(state, row))
 }
@@ -406,6 +408,7 @@ pub async fn cancel(state: &AppState, auth: AuthUser, id: TripId) -> Result<Trip
             Ok::<_, AppError>((row, touched))
         })
         .await?;
+    drop(conn);
     touched.publish(state).await;
     publish_changes(state, &[row.id], &[]).await;
     Ok(view(state, row))

@@ -14,6 +14,7 @@ mod faults;
 mod health;
 mod locations;
 mod marketplace_access;
+mod matching;
 mod metrics;
 mod parcels;
 mod search;

@@ -59,17 +59,28 @@ fn invalid_transition(from: &str, action: MatchAction) -> AppError {
     )
 }
 
+/// One change: what, by whom (`None`: the system), and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub action: MatchAction,
+    pub actor: Option<Uuid>,
+    pub reason: Option<&'a str>,
+}
+
 /// The single place a match changes state. `actor` is `None` when the system acts.
 pub async fn transition(
     conn: &mut AsyncPgConnection,
     state: &AppState,
     m: &MatchRow,
-    action: MatchAction,
-    actor: Option<Uuid>,
-    reason: Option<&str>,
+    step: Step<'_>,
     now: DateTime<Utc>,
     touched: &mut Touched,
 ) -> Result<MatchRow, AppError> {
+    let Step {
+        action,
+        actor,
+        reason,
+    } = step;
     let from =
         MatchStatus::parse(&m.status).ok_or_else(|| AppError::internal("unknown match status"))?;
     let to = from
@@ -264,6 +275,7 @@ pub async fn request(
             Ok::<_, AppError>((row, touched))
         })
         .await?;
+    drop(conn);
     touched.publish(state).await;
     Ok(view(row, None))
 }
@@ -314,9 +326,11 @@ pub async fn act(
                 conn,
                 state,
                 &m,
-                action,
-                Some(auth.user_id.0),
-                None,
+                Step {
+                    action,
+                    actor: Some(auth.user_id.0),
+                    reason: None,
+                },
                 now,
                 &mut touched,
             )
@@ -324,9 +338,10 @@ pub async fn act(
             Ok::<_, AppError>((row, touched))
         })
         .await?;
-    touched.publish(state).await;
-    let mut conn = db::conn(&state.db).await?;
     let events = rows::events(&mut conn, row.id).await?;
+    // Publishing reads facts through the pool: give this connection back first.
+    drop(conn);
+    touched.publish(state).await;
     Ok(view(row, Some(events)))
 }
 
@@ -343,9 +358,11 @@ pub async fn sweep_expired(state: &AppState) -> Result<usize, AppError> {
                     conn,
                     state,
                     &m,
-                    MatchAction::Expire,
-                    None,
-                    Some("timed_out"),
+                    Step {
+                        action: MatchAction::Expire,
+                        actor: None,
+                        reason: Some("timed_out"),
+                    },
                     now,
                     &mut touched,
                 )
@@ -355,6 +372,7 @@ pub async fn sweep_expired(state: &AppState) -> Result<usize, AppError> {
         })
         .await?;
     let n = touched.matches.len();
+    drop(conn);
     touched.publish(state).await;
     Ok(n)
 }
@@ -375,9 +393,11 @@ pub async fn close_requests(
             conn,
             state,
             &m,
-            MatchAction::Cancel,
-            Some(actor),
-            Some(reason),
+            Step {
+                action: MatchAction::Cancel,
+                actor: Some(actor),
+                reason: Some(reason),
+            },
             now,
             touched,
         )

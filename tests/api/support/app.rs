@@ -75,6 +75,12 @@ pub async fn spawn_app() -> TestApp {
 /// database and Redis prefix.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let db_name = database::fresh_database().await;
+    spawn_app_on(db_name, customize).await
+}
+
+/// Another node: an app on an existing test database (and its own Redis prefix unless
+/// `customize` sets one).
+pub async fn spawn_app_on(db_name: String, customize: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings();
     settings.database.url = airbar::config::Secret::new(database::url_for(&db_name));
     settings.redis.key_prefix = format!("airbar:test:{}:", uuid::Uuid::new_v4().simple());

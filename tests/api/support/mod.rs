@@ -5,4 +5,4 @@ pub mod database;
 pub mod market;
 pub mod proxy;
 
-pub use app::{spawn_app, spawn_app_with, PASSWORD};
+pub use app::{spawn_app, spawn_app_on, spawn_app_with, PASSWORD};
