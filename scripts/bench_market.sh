@@ -12,7 +12,7 @@ PGB=airbar_pgbench_$$
 BYPASS=bench-bypass-token
 PSQL="psql -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres"
 export AIRBAR_ENV=development DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB PORT
-export AIRBAR__TELEMETRY__LOG_FILTER=warn AIRBAR__RATE_LIMIT__BYPASS_TOKEN=$BYPASS
+export AIRBAR__TELEMETRY__LOG_FILTER=warn,airbar::startup=info AIRBAR__RATE_LIMIT__BYPASS_TOKEN=$BYPASS
 
 cargo build --release --quiet
 ./target/release/airbar serve >/tmp/airbar-bench-market.log 2>&1 &
@@ -50,6 +50,12 @@ ANALYZE trips;
 SQL
 TRIP_ID=$($PSQL -d $DB -c "SELECT id FROM trips LIMIT 1")
 
+# Restart, so the start-up rebuild of the matchmaker's index loads the seeded trips (timed).
+kill -TERM $PID; wait $PID || true
+./target/release/airbar serve >/tmp/airbar-bench-market.log 2>&1 &
+PID=$!
+for _ in $(seq 1 100); do grep -q "matchmaker index rebuilt" /tmp/airbar-bench-market.log && break; sleep 0.1; done
+
 echo; echo "== query plans (what models::trips::search sends, with the values of the runs below)"
 BOX="origin_lat BETWEEN 51.0195 AND 51.9205 AND origin_lng BETWEEN -1.1849 AND 0.2649"
 DIST="airbar_distance_m(origin_lat, origin_lng, 51.4706, -0.46194) <= 50000"
@@ -74,6 +80,22 @@ run "GET /api/trips/{id}" "$BASE/api/trips/$TRIP_ID"
 run "GET /api/trips?origin=LHR&destination=JFK" "$BASE/api/trips?origin=LHR&destination=JFK"
 run "GET /api/trips?origin=LHR (radius 50 km)" "$BASE/api/trips?origin=LHR"
 run "GET /api/trips?origin=DXB&min_available_grams=15000" "$BASE/api/trips?origin=DXB&min_available_grams=15000"
+
+echo; echo "== matchmaker index rebuilt from PostgreSQL at start (100 000 trips), from the service log"
+grep "matchmaker index rebuilt" /tmp/airbar-bench-market.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g' | sed -E 's/.*(trips=[0-9]+).*(parcels=[0-9]+).*(ms=[0-9]+).*/  \1 \2 \3/'
+
+SENDER=$(curl -fs -H "X-RateLimit-Bypass: $BYPASS" -H 'content-type: application/json' \
+  -d '{"email":"bench-sender@example.com","password":"correct horse battery","display_name":"Sender"}' $BASE/api/auth/register)
+STOKEN=$(echo "$SENDER" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+READY=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ); DUE=$(date -u -d '+70 days' +%Y-%m-%dT%H:%M:%SZ)
+PARCEL=$(curl -fs -H "X-RateLimit-Bypass: $BYPASS" -H "Authorization: Bearer $STOKEN" -H 'content-type: application/json' \
+  -d "{\"origin\":{\"code\":\"LHR\"},\"destination\":{\"code\":\"JFK\"},\"ready_from\":\"$READY\",\"deliver_by\":\"$DUE\",\"weight_grams\":800,\"category\":\"documents\",\"description\":\"Signed contracts in a folder\",\"declared_value\":{\"amount\":2000,\"currency\":\"EUR\"},\"recipient\":{\"name\":\"R\",\"email\":\"r@example.com\"}}" \
+  $BASE/api/parcels | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+printf '%-52s' "GET /api/matches/suggestions?parcel_id= (100k)"
+wrk -t2 -c16 -d"${DUR}s" --latency -H "Authorization: Bearer $STOKEN" -H "X-RateLimit-Bypass: $BYPASS" \
+  "$BASE/api/matches/suggestions?parcel_id=$PARCEL" 2>&1 \
+  | awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF}
+         END {printf "%10s req/s  p50 %8s  p99 %8s  non-2xx %s\n", rps, p50, p99, bad+0}'
 
 echo; echo "== baseline: pgbench -S (primary-key SELECT), same machine, same run"
 $PSQL -c "CREATE DATABASE $PGB" >/dev/null

@@ -78,10 +78,11 @@ impl Handler<Apply> for Matchmaker {
     }
 }
 
-/// Replaces the whole index (start-up and periodic resynchronisation).
+/// Replaces the whole index (start-up and periodic resynchronisation). The indexes are built
+/// by the sender, off this actor, so suggestions never wait for a rebuild.
 pub struct ReplaceAll {
-    pub trips: Vec<TripFacts>,
-    pub parcels: Vec<ParcelFacts>,
+    pub trips: GridIndex<TripFacts>,
+    pub parcels: GridIndex<ParcelFacts>,
 }
 
 impl Message for ReplaceAll {
@@ -93,16 +94,8 @@ impl Handler<ReplaceAll> for Matchmaker {
 
     fn handle(&mut self, msg: ReplaceAll, _: &mut Context<Self>) {
         self.probe.handled();
-        let mut trips = GridIndex::new();
-        for t in msg.trips.into_iter().filter(|t| t.open) {
-            trips.upsert(t);
-        }
-        let mut parcels = GridIndex::new();
-        for p in msg.parcels.into_iter().filter(|p| p.open) {
-            parcels.upsert(p);
-        }
-        self.trips = trips;
-        self.parcels = parcels;
+        self.trips = msg.trips;
+        self.parcels = msg.parcels;
     }
 }
 

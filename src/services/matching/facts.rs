@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::actors::matchmaker::ReplaceAll;
 use crate::db;
+use crate::domain::match_index::GridIndex;
 use crate::domain::matching::{ParcelFacts, TravelerStats, TripFacts};
 use crate::error::AppError;
 use crate::models::parcels::ParcelRow;
@@ -137,13 +138,24 @@ pub async fn rebuild_index(state: &AppState) -> Result<(usize, usize), AppError>
         .iter()
         .map(parcel_facts)
         .collect();
+    drop(conn);
     let sizes = (trip_facts.len(), parcel_facts.len());
+    let (trips, parcels) = tokio::task::spawn_blocking(move || {
+        let mut trips = GridIndex::new();
+        for t in trip_facts.into_iter().filter(|t| t.open) {
+            trips.upsert(t);
+        }
+        let mut parcels = GridIndex::new();
+        for p in parcel_facts.into_iter().filter(|p| p.open) {
+            parcels.upsert(p);
+        }
+        (trips, parcels)
+    })
+    .await
+    .map_err(AppError::internal)?;
     state
         .matchmaker
-        .send(ReplaceAll {
-            trips: trip_facts,
-            parcels: parcel_facts,
-        })
+        .send(ReplaceAll { trips, parcels })
         .await
         .map_err(|e| AppError::internal(e.to_string()))?;
     Ok(sizes)
