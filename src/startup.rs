@@ -78,11 +78,13 @@ impl Application {
         let db = db::pool(&settings.database)?;
         let redis = Redis::new(&settings.redis).map_err(StartupError::Redis)?;
         let registry = Registry::new(ActorProbe::new(&metrics.actors, "registry")).start();
-        let matchmaker = Matchmaker::new(
-            settings.matching.rules(),
-            ActorProbe::new(&metrics.actors, "matchmaker"),
-        )
-        .start();
+        // Its own thread: scoring is CPU work that must not queue behind the system arbiter's
+        // timers and I/O tasks, nor delay them.
+        let rules = settings.matching.rules();
+        let matchmaker_probe = ActorProbe::new(&metrics.actors, "matchmaker");
+        let matchmaker = Matchmaker::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| {
+            Matchmaker::new(rules, matchmaker_probe)
+        });
         let events = Arc::new(EventBus::new(redis.clone()));
         let tokens = Arc::new(TokenKeys::from_settings(&settings.auth)?);
         let passwords = PasswordHasher::new(&settings.auth).map_err(StartupError::Auth)?;
