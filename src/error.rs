@@ -334,6 +334,13 @@ impl From<diesel::result::Error> for AppError {
                 "concurrent_update",
                 "A concurrent change got there first; retry the request.",
             ),
+            // PostgreSQL broke a lock cycle by aborting this transaction: a retry succeeds.
+            E::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
+                Self::conflict(
+                    "concurrent_update",
+                    "A concurrent change got there first; retry the request.",
+                )
+            }
             other => Self::internal(other),
         }
     }

@@ -14,6 +14,9 @@ use crate::models::geo_filter::Area;
 /// Default and largest search radius.
 pub const DEFAULT_RADIUS_KM: f64 = 50.0;
 pub const MAX_RADIUS_KM: f64 = 500.0;
+/// Smallest radius: tiny-radius probing must not locate a custom place more finely than the
+/// public views' 0.01° rounding.
+pub const MIN_RADIUS_KM: f64 = 2.0;
 /// Most categories a trip lists (there are 8).
 const MAX_CATEGORIES: usize = 16;
 

@@ -365,3 +365,43 @@ pub async fn has_bookings_of_parcel(
     .get_result(conn)
     .await
 }
+
+/// Whether a trip has any live match (blocks editing it).
+pub async fn has_live_for_trip(conn: &mut AsyncPgConnection, trip_id: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        matches::table
+            .filter(matches::trip_id.eq(trip_id))
+            .filter(matches::status.eq_any(LIVE)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+pub async fn has_live_for_parcel(
+    conn: &mut AsyncPgConnection,
+    parcel_id: Uuid,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        matches::table
+            .filter(matches::parcel_id.eq(parcel_id))
+            .filter(matches::status.eq_any(LIVE)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Whether `user` is a party of a live match of this parcel (may see it once it is matched).
+pub async fn is_party_of_parcel(
+    conn: &mut AsyncPgConnection,
+    parcel_id: Uuid,
+    user: Uuid,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        matches::table
+            .filter(matches::parcel_id.eq(parcel_id))
+            .filter(matches::traveler_id.eq(user))
+            .filter(matches::status.eq_any(LIVE)),
+    ))
+    .get_result(conn)
+    .await
+}

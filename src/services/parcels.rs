@@ -314,8 +314,13 @@ pub async fn get(state: &AppState, auth: AuthUser, id: ParcelId) -> Result<Parce
     let mut conn = db::conn(&state.db).await?;
     let row = parcels::find(&mut conn, id.0)
         .await?
-        .filter(|r| visible(r, auth))
         .ok_or_else(AppError::not_found)?;
+    // The traveler of a live match keeps seeing the parcel (public view) once it is matched.
+    let party = !visible(&row, auth)
+        && matches::is_party_of_parcel(&mut conn, row.id, auth.user_id.0).await?;
+    if !visible(&row, auth) && !party {
+        return Err(AppError::not_found());
+    }
     Ok(view(state, row, auth))
 }
 
@@ -389,7 +394,7 @@ pub async fn update(
                     "Only an open parcel can be changed.",
                 ));
             }
-            if !matches::requests_of_parcel(conn, row.id).await?.is_empty() {
+            if matches::has_live_for_parcel(conn, row.id).await? {
                 return Err(AppError::conflict(
                     "not_editable",
                     "This parcel already has requests; decline or cancel them first.",

@@ -282,7 +282,7 @@ pub async fn update(
                     "Only an open trip can be changed.",
                 ));
             }
-            if !matches::requests_of_trip(conn, row.id).await?.is_empty() {
+            if matches::has_live_for_trip(conn, row.id).await? {
                 return Err(AppError::conflict(
                     "not_editable",
                     "This trip already has requests; decline or cancel them first.",

@@ -83,6 +83,19 @@ pub async fn load_trip(
     Ok(Some((row, facts)))
 }
 
+/// Like `load_trip`, with the trip row locked for the rest of the transaction.
+pub async fn load_trip_for_update(
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<(TripRow, TripFacts)>, AppError> {
+    let Some(row) = trips::find_for_update(conn, id).await? else {
+        return Ok(None);
+    };
+    let user = users::find(conn, row.traveler_id).await?;
+    let facts = trip_facts(&row, traveler_stats(user.as_ref()));
+    Ok(Some((row, facts)))
+}
+
 /// After a commit that changed these trips and parcels: tell every node's matchmaker.
 pub async fn publish_changes(state: &AppState, trip_ids: &[Uuid], parcel_ids: &[Uuid]) {
     let loaded: Result<(Vec<TripFacts>, Vec<ParcelFacts>), AppError> = async {

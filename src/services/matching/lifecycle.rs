@@ -13,10 +13,11 @@ use crate::domain::ids::{MatchId, ParcelId, TripId};
 use crate::domain::matching::{self, MatchAction, MatchStatus};
 use crate::error::AppError;
 use crate::models::matches::{self as rows, MatchRow, NewMatch, NewMatchEvent};
-use crate::models::parcels;
+use crate::models::{parcels, trips};
 use crate::services::activities;
 use crate::services::auth::AuthUser;
 use crate::services::events::Event;
+use crate::services::users;
 use crate::state::AppState;
 
 /// Most lapsed matches one sweep claims.
@@ -190,8 +191,10 @@ pub async fn request(
     let mut conn = db::conn(&state.db).await?;
     let (row, touched) = conn
         .transaction(async |conn| {
-            let parcel = parcels::find(conn, parcel_id.0).await?;
-            let trip = facts::load_trip(conn, trip_id.0).await?;
+            // Locked (trip, then parcel) so a concurrent accept or cancellation is serialised
+            // with this request.
+            let trip = facts::load_trip_for_update(conn, trip_id.0).await?;
+            let parcel = parcels::find_for_update(conn, parcel_id.0).await?;
             // Which side is asking decides what they must own; the other side must be visible.
             let me = auth.user_id.0;
             let (parcel, (trip, trip_facts)) = match (parcel, trip) {
@@ -200,6 +203,7 @@ pub async fn request(
                 _ => return Err(AppError::not_found()),
             };
             let by_sender = parcel.sender_id == me;
+            users::ensure_may_publish(conn, auth.user_id).await?;
             let parcel_facts = facts::parcel_facts(&parcel);
             let failed = matching::check(&parcel_facts, &trip_facts, &cfg.rules(), now);
             if !failed.is_empty() {
@@ -219,7 +223,13 @@ pub async fn request(
             } else {
                 (cfg.max_open_requests_per_trip, rows::count_open_requests(conn, me, None, Some(trip.id)).await?)
             };
-            if open >= i64::from(limit) {
+            // A sender's requests on one trip are bounded too, whatever parcels they are for.
+            let on_trip = if by_sender {
+                rows::count_open_requests(conn, me, None, Some(trip.id)).await?
+            } else {
+                0
+            };
+            if open >= i64::from(limit) || on_trip >= i64::from(cfg.max_open_requests_per_trip) {
                 return Err(AppError::conflict(
                     "request_limit_reached",
                     format!("At most {limit} open requests are allowed here; wait for answers or cancel one."),
@@ -313,13 +323,44 @@ pub async fn act(
     let mut conn = db::conn(&state.db).await?;
     let (row, touched) = conn
         .transaction(async |conn| {
+            let seen = rows::find(conn, id.0)
+                .await?
+                .ok_or_else(AppError::not_found)?;
+            authorize(&seen, auth, action)?;
+            // One lock order everywhere: trip, then parcel, then matches.
+            let trip = trips::find_for_update(conn, seen.trip_id)
+                .await?
+                .ok_or_else(AppError::not_found)?;
+            let parcel = parcels::find_for_update(conn, seen.parcel_id)
+                .await?
+                .ok_or_else(AppError::not_found)?;
             let m = rows::find_for_update(conn, id.0)
                 .await?
                 .ok_or_else(AppError::not_found)?;
-            authorize(&m, auth, action)?;
             if action == MatchAction::Cancel && m.status == "paid" {
                 // Refunds come with the payments capability; until then a paid match stays.
                 return Err(invalid_transition(&m.status, action));
+            }
+            let lapsed = matches!(m.status.as_str(), "requested" | "accepted")
+                && m.expires_at.is_some_and(|t| t <= now);
+            if lapsed {
+                return Err(AppError::conflict("expired", "This request has lapsed."));
+            }
+            // (An accept of anything but a request is an invalid transition, reported below.)
+            if action == MatchAction::Accept && m.status == "requested" {
+                users::ensure_may_publish(conn, auth.user_id).await?;
+                if trip.status != "open" || trip.departure_at <= now {
+                    return Err(AppError::conflict(
+                        "trip_not_open",
+                        "The trip is no longer open.",
+                    ));
+                }
+                if parcel.status != "open" {
+                    return Err(AppError::conflict(
+                        "parcel_not_open",
+                        "The parcel is no longer open.",
+                    ));
+                }
             }
             let mut touched = Touched::default();
             let row = transition(

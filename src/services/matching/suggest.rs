@@ -148,8 +148,14 @@ pub async fn explain(
     let parcel = parcels::find(&mut conn, parcel_id.0).await?;
     let trip = facts::load_trip(&mut conn, trip_id.0).await?;
     let me = auth.user_id.0;
+    // One side must be mine; the other must be visible to me (mine too, or open).
     let (parcel, (_, trip)) = match (parcel, trip) {
-        (Some(p), Some(t)) if p.sender_id == me || t.0.traveler_id == me => (p, t),
+        (Some(p), Some(t))
+            if p.sender_id == me && (t.0.traveler_id == me || t.0.status == "open") =>
+        {
+            (p, t)
+        }
+        (Some(p), Some(t)) if t.0.traveler_id == me && p.status == "open" => (p, t),
         _ => return Err(AppError::not_found()),
     };
     let parcel = parcel_facts(&parcel);
