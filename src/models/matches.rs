@@ -229,22 +229,33 @@ pub async fn requests_of_parcel(
         .await
 }
 
-/// Claims up to `limit` lapsed requests/acceptances; rows another sweeper holds are skipped.
-pub async fn claim_due(
+/// Lapsed requests/acceptances (ids with their trip and parcel), oldest first; not locked.
+pub async fn due(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
     limit: i64,
-) -> QueryResult<Vec<MatchRow>> {
+) -> QueryResult<Vec<(Uuid, Uuid, Uuid)>> {
     matches::table
         .filter(matches::status.eq_any(["requested", "accepted"]))
         .filter(matches::expires_at.le(now))
         .order(matches::expires_at.asc())
         .limit(limit)
+        .select((matches::id, matches::trip_id, matches::parcel_id))
+        .load(conn)
+        .await
+}
+
+/// Claims one match: locked, or `None` when another transaction (a sweeper on another node)
+/// holds it.
+pub async fn claim(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<MatchRow>> {
+    matches::table
+        .find(id)
         .select(MatchRow::as_select())
         .for_update()
         .skip_locked()
-        .load(conn)
+        .first(conn)
         .await
+        .optional()
 }
 
 /// Reserves capacity; `false` when the trip has not enough left (nothing changes then).

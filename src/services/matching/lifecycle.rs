@@ -386,32 +386,44 @@ pub async fn act(
     Ok(view(row, Some(events)))
 }
 
-/// Expires lapsed requests and unpaid acceptances. Rows are claimed with `FOR UPDATE SKIP
-/// LOCKED`, so several nodes sweeping at once each expire a match exactly once.
+/// Expires lapsed requests and unpaid acceptances, each in its own short transaction that
+/// locks in the same order as every other change (trip, parcel, then the match with `FOR UPDATE
+/// SKIP LOCKED`) and re-checks the match is still due, so several nodes sweeping at once expire
+/// each match exactly once and never deadlock with an accept.
 pub async fn sweep_expired(state: &AppState) -> Result<usize, AppError> {
     let now = Utc::now();
     let mut conn = db::conn(&state.db).await?;
-    let touched = conn
-        .transaction(async |conn| {
-            let mut touched = Touched::default();
-            for m in rows::claim_due(conn, now, SWEEP_BATCH).await? {
-                transition(
-                    conn,
-                    state,
-                    &m,
-                    Step {
-                        action: MatchAction::Expire,
-                        actor: None,
-                        reason: Some("timed_out"),
-                    },
-                    now,
-                    &mut touched,
-                )
-                .await?;
-            }
-            Ok::<_, AppError>(touched)
-        })
-        .await?;
+    let due = rows::due(&mut conn, now, SWEEP_BATCH).await?;
+    let mut touched = Touched::default();
+    for (match_id, trip_id, parcel_id) in due {
+        let expired = conn
+            .transaction(async |conn| {
+                trips::find_for_update(conn, trip_id).await?;
+                parcels::find_for_update(conn, parcel_id).await?;
+                let Some(m) = rows::claim(conn, match_id).await? else {
+                    return Ok::<_, AppError>(None); // another sweeper has it
+                };
+                let still_due = matches!(m.status.as_str(), "requested" | "accepted")
+                    && m.expires_at.is_some_and(|t| t <= now);
+                if !still_due {
+                    return Ok(None);
+                }
+                let mut one = Touched::default();
+                let step = Step {
+                    action: MatchAction::Expire,
+                    actor: None,
+                    reason: Some("timed_out"),
+                };
+                transition(conn, state, &m, step, now, &mut one).await?;
+                Ok(Some(one))
+            })
+            .await?;
+        if let Some(one) = expired {
+            touched.matches.extend(one.matches);
+            touched.trips.extend(one.trips);
+            touched.parcels.extend(one.parcels);
+        }
+    }
     let n = touched.matches.len();
     drop(conn);
     touched.publish(state).await;
