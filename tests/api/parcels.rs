@@ -3,18 +3,8 @@
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::support::market::parcel_body;
+use crate::support::market::{parcel_body, with};
 use crate::support::spawn_app;
-
-fn with(mut body: Value, path: &str, value: Value) -> Value {
-    let mut target = &mut body;
-    let parts: Vec<&str> = path.split('.').collect();
-    for p in &parts[..parts.len() - 1] {
-        target = &mut target[*p];
-    }
-    target[parts[parts.len() - 1]] = value;
-    body
-}
 
 #[tokio::test]
 async fn every_parcel_rule_is_enforced_with_its_code_and_field_and_nothing_is_created() {

@@ -3,7 +3,7 @@
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::support::market::{lhr_jfk_trip, trip_body};
+use crate::support::market::{lhr_jfk_trip, trip_body, with};
 use crate::support::spawn_app;
 
 #[tokio::test]
@@ -36,16 +36,6 @@ async fn a_trip_is_posted_with_resolved_places_and_its_available_capacity() {
     assert_eq!(trip["origin"]["kind"], "custom");
     assert_eq!(trip["origin"]["country"], "FR");
     assert_eq!(trip["destination"]["kind"], "city");
-}
-
-fn with(mut body: Value, path: &str, value: Value) -> Value {
-    let mut target = &mut body;
-    let parts: Vec<&str> = path.split('.').collect();
-    for p in &parts[..parts.len() - 1] {
-        target = &mut target[*p];
-    }
-    target[parts[parts.len() - 1]] = value;
-    body
 }
 
 #[tokio::test]

@@ -43,6 +43,17 @@ pub fn parcel_body() -> Value {
     })
 }
 
+/// `body` with the value at a dotted `path` replaced.
+pub fn with(mut body: Value, path: &str, value: Value) -> Value {
+    let mut target = &mut body;
+    let parts: Vec<&str> = path.split('.').collect();
+    for p in &parts[..parts.len() - 1] {
+        target = &mut target[*p];
+    }
+    target[parts[parts.len() - 1]] = value;
+    body
+}
+
 impl TestApp {
     /// POST with the bypass header (so fixtures do not count against rate limits).
     pub async fn post_as(&self, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
