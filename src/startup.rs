@@ -104,6 +104,8 @@ impl Application {
             limiter,
             trusted_proxies: settings.server.trusted_proxies()?,
             gazetteer: Arc::new(crate::services::locations::load().map_err(StartupError::Auth)?),
+            cors_origins: origins.clone(),
+            shutdown: tokio::sync::watch::channel(false).0,
             cursors: Arc::new(Cursors::new(
                 settings.auth.refresh_token_secret.expose().as_bytes(),
             )),
@@ -206,6 +208,19 @@ impl Application {
 /// start and periodically (repairing anything a lost event left out), and the expiry sweeper.
 fn spawn_matching(state: web::Data<AppState>) {
     state.events.spawn_listener();
+    let mut sockets_feed = state.events.subscribe();
+    let sockets_state = state.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            match sockets_feed.recv().await {
+                Ok(event) => crate::services::realtime::route(&sockets_state, event).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "socket routing fell behind the bus");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
     let mut feed = state.events.subscribe();
     let probe = ActorProbe::new(&state.metrics.actors, "matchmaker");
     let matchmaker = state.matchmaker.clone();

@@ -33,5 +33,9 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpNet>,
     pub gazetteer: Arc<Gazetteer>,
     pub cursors: Arc<Cursors>,
+    /// The browser origins allowed (CORS and WebSocket upgrades).
+    pub cors_origins: Vec<String>,
+    /// Set to `true` when the node shuts down: every socket closes with 1001.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     pub started_at: Instant,
 }

@@ -6,6 +6,8 @@
 pub mod matchmaker;
 pub mod probe;
 pub mod registry;
+pub mod session;
+pub mod user_hub;
 
 pub use matchmaker::Matchmaker;
 pub use probe::{ActorProbe, InFlight};

@@ -99,6 +99,46 @@ impl<A: Actor> Handler<GetOrStart<A>> for Registry {
     }
 }
 
+/// The live actor of `kind` for `id`, if there is one (nothing is started).
+pub struct Lookup<A: Actor> {
+    pub kind: &'static str,
+    pub id: String,
+    _actor: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<A: Actor> Lookup<A> {
+    pub fn new(kind: &'static str, id: String) -> Self {
+        Self {
+            kind,
+            id,
+            _actor: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<A: Actor> Message for Lookup<A> {
+    type Result = Option<Addr<A>>;
+}
+
+impl<A: Actor> Handler<Lookup<A>> for Registry {
+    type Result = MessageResult<Lookup<A>>;
+
+    fn handle(&mut self, msg: Lookup<A>, _: &mut Self::Context) -> Self::Result {
+        self.probe.handled();
+        let key = Key {
+            kind: msg.kind,
+            id: msg.id,
+        };
+        MessageResult(
+            self.entries
+                .get(&key)
+                .and_then(|e| e.addr.downcast_ref::<Addr<A>>())
+                .filter(|a| a.connected())
+                .cloned(),
+        )
+    }
+}
+
 /// How many entries the registry holds (after sweeping stopped actors).
 pub struct Len;
 

@@ -16,5 +16,6 @@ pub mod routes;
 pub mod security;
 pub mod trips;
 pub mod users;
+pub mod ws;
 
 pub use routes::{configure, ROUTES};

@@ -5,7 +5,7 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use super::{auth, dashboard, docs, health, locations, matches, parcels, trips, users};
+use super::{auth, dashboard, docs, health, locations, matches, parcels, trips, users, ws};
 
 macro_rules! route_table {
     ($($path:literal => { $($method:ident $handler:path),+ $(,)? }),* $(,)?) => {
@@ -45,6 +45,7 @@ route_table! {
     "/api/matches/{id}/accept" => { POST matches::accept_match },
     "/api/matches/{id}/decline" => { POST matches::decline_match },
     "/api/matches/{id}/cancel" => { POST matches::cancel_match },
+    "/api/ws" => { GET ws::open_socket },
     "/api/dashboard/stats" => { GET dashboard::get_stats },
     "/api/dashboard/activities" => { GET dashboard::list_activities },
 }

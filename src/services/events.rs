@@ -55,6 +55,11 @@ pub enum Event {
         user_id: Uuid,
         items: Vec<Suggested>,
     },
+    /// A device session ended: its sockets close.
+    SessionRevoked {
+        user_id: Uuid,
+        session_id: Uuid,
+    },
     /// A new parcel fits a traveler's trip.
     ParcelOnRoute {
         user_id: Uuid,

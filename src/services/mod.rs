@@ -11,5 +11,6 @@ pub mod matching;
 pub mod pagination;
 pub mod parcels;
 pub mod rate_limit;
+pub mod realtime;
 pub mod trips;
 pub mod users;

@@ -204,7 +204,8 @@ pub async fn update_me(
             Ok::<_, AppError>((user, revoked))
         })
         .await?;
-    session_cache::mark_revoked(state, &revoked).await;
+    drop(conn);
+    session_cache::mark_revoked(state, user.id, &revoked).await;
     if new_hash.is_some() {
         tracing::info!(user_id = %user.id, revoked = revoked.len(), "password changed");
     }

@@ -116,6 +116,26 @@ async fn serve_creates_and_migrates_its_database_then_stops_gracefully_on_sigter
     }
     assert!(database::database_exists(&name).await);
 
+    // An open socket is closed with 1001 (going away) when the node shuts down.
+    let registered: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{port}/api/auth/register"))
+        .json(&serde_json::json!({"email": "ws@example.com", "password": "correct horse battery", "display_name": "W"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["access_token"].as_str().unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/api/ws?access_token={token}"
+    ))
+    .await
+    .unwrap();
+    use futures_util::StreamExt;
+    let hello = socket.next().await.unwrap().unwrap();
+    assert!(hello.to_text().unwrap().contains("hello"));
+
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])

@@ -17,6 +17,7 @@ mod marketplace_access;
 mod matching;
 mod metrics;
 mod parcels;
+mod realtime;
 mod search;
 mod security;
 mod sessions;

@@ -205,7 +205,7 @@ pub async fn register(
             Ok::<_, AppError>((user, session, token, revoked))
         })
         .await?;
-    session_cache::mark_revoked(state, &revoked).await;
+    session_cache::mark_revoked(state, user.id, &revoked).await;
     tracing::info!(user_id = %user.id, session_id = %session.id, "registered");
     issue(state, &user, session.id, token, now)
 }
@@ -267,14 +267,14 @@ pub async fn login(
             open_session(conn, state, user.id, &device, now).await
         })
         .await?;
-    session_cache::mark_revoked(state, &revoked).await;
+    session_cache::mark_revoked(state, user.id, &revoked).await;
     tracing::info!(user_id = %user.id, session_id = %session.id, "logged in");
     issue(state, &user, session.id, token, now)
 }
 
 enum Rotation {
     Invalid,
-    Reused(Uuid),
+    Reused(Uuid, Uuid),
     Rotated {
         user_id: Uuid,
         session_id: Uuid,
@@ -350,12 +350,12 @@ pub async fn refresh(
                         Ok(rotated(state.tokens.successor_of(token)?))
                     } else {
                         sessions::revoke(conn, &[session.id], "refresh_token_reuse").await?;
-                        Ok(Rotation::Reused(session.id))
+                        Ok(Rotation::Reused(session.user_id, session.id))
                     }
                 }
                 Some(_) => {
                     sessions::revoke(conn, &[session.id], "refresh_token_reuse").await?;
-                    Ok(Rotation::Reused(session.id))
+                    Ok(Rotation::Reused(session.user_id, session.id))
                 }
             }
         })
@@ -365,8 +365,8 @@ pub async fn refresh(
             "invalid_refresh_token",
             "The refresh token is unknown, expired or revoked.",
         )),
-        Rotation::Reused(session_id) => {
-            session_cache::mark_revoked(state, &[session_id]).await;
+        Rotation::Reused(user_id, session_id) => {
+            session_cache::mark_revoked(state, user_id, &[session_id]).await;
             tracing::warn!(%session_id, "refresh token reuse: session revoked");
             Err(AppError::unauthorized(
                 "refresh_token_reused",
@@ -423,7 +423,8 @@ async fn revoke_own(
         }
     }
     let revoked = sessions::revoke(&mut conn, &mine, reason).await?;
-    session_cache::mark_revoked(state, &revoked).await;
+    drop(conn);
+    session_cache::mark_revoked(state, user.0, &revoked).await;
     Ok(revoked)
 }
 

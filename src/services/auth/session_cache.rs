@@ -70,12 +70,28 @@ pub async fn is_active(state: &AppState, id: SessionId) -> Result<bool, AppError
 const REVOKE_ATTEMPTS: u32 = 4;
 const REVOKE_FIRST_PAUSE_MS: u64 = 100;
 
-/// Records revocations in the cache (after they are committed), for as long as an access token
+/// Records revocations (after they are committed): the cache, and an event that closes the
+/// sessions' sockets on every node.
+///
+/// In the cache, for as long as an access token
 /// of those sessions could still be presented. If Redis refuses, the write is retried in the
 /// background a few times; should every attempt fail, a cached "active" expires within
 /// `auth.session_cache_secs`, which bounds how long a revoked session can still be used.
-pub async fn mark_revoked(state: &AppState, ids: &[Uuid]) {
-    if ids.is_empty() || state.redis.pool().is_none() {
+pub async fn mark_revoked(state: &AppState, user_id: Uuid, ids: &[Uuid]) {
+    if ids.is_empty() {
+        return;
+    }
+    // Every node closes the sockets of these sessions.
+    for session_id in ids {
+        state
+            .events
+            .publish(crate::services::events::Event::SessionRevoked {
+                user_id,
+                session_id: *session_id,
+            })
+            .await;
+    }
+    if state.redis.pool().is_none() {
         return;
     }
     let ttl = state.settings.auth.access_ttl_secs + state.settings.auth.leeway_secs + 60;

@@ -1,0 +1,77 @@
+//! Routing bus events to the sockets of this node: each user event goes to that user's
+//! `UserHub` if they are online here (found in the registry; nothing is started for offline
+//! users). Frames are serialised once per event.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::actors::registry::Lookup;
+use crate::actors::user_hub::{self, Deliver, SessionRevoked, UserHub};
+use crate::services::events::Event;
+use crate::state::AppState;
+
+/// The frames (per user) an event becomes; session revocations are handled apart.
+fn frames(event: &Event) -> Vec<(Uuid, serde_json::Value)> {
+    match event {
+        Event::MatchUpdated {
+            match_id,
+            status,
+            sender_id,
+            traveler_id,
+        } => {
+            let frame = json!({"type": "match_updated", "match_id": match_id, "status": status});
+            vec![(*sender_id, frame.clone()), (*traveler_id, frame)]
+        }
+        Event::Suggestion { user_id, items } => {
+            vec![(
+                *user_id,
+                json!({"type": "suggestion", "reason": "posted", "items": items}),
+            )]
+        }
+        Event::ParcelOnRoute {
+            user_id,
+            trip_id,
+            parcel_id,
+            score,
+        } => vec![(
+            *user_id,
+            json!({"type": "suggestion", "reason": "parcel_on_route", "items": [
+                {"trip_id": trip_id, "parcel_id": parcel_id, "score": score}
+            ]}),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+async fn hub(state: &AppState, user: Uuid) -> Option<actix::Addr<UserHub>> {
+    state
+        .registry
+        .send(Lookup::<UserHub>::new(user_hub::KIND, user.to_string()))
+        .await
+        .ok()
+        .flatten()
+}
+
+pub async fn route(state: &AppState, event: Arc<Event>) {
+    if let Event::SessionRevoked {
+        user_id,
+        session_id,
+    } = event.as_ref()
+    {
+        if let Some(hub) = hub(state, *user_id).await {
+            let _ = hub.try_send(SessionRevoked {
+                session_id: *session_id,
+            });
+        }
+        return;
+    }
+    for (user, frame) in frames(&event) {
+        if let Some(hub) = hub(state, user).await {
+            if hub.try_send(Deliver(Arc::from(frame.to_string()))).is_err() {
+                tracing::warn!(%user, "user hub mailbox full; event dropped for this user");
+            }
+        }
+    }
+}
