@@ -13,6 +13,34 @@ diesel::table! {
 }
 
 diesel::table! {
+    chat_messages (id) {
+        id -> Uuid,
+        room_id -> Uuid,
+        seq -> Int8,
+        sender_id -> Uuid,
+        body -> Text,
+        client_msg_id -> Text,
+        sent_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    chat_reads (room_id, user_id) {
+        room_id -> Uuid,
+        user_id -> Uuid,
+        last_read_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    chat_rooms (room_id) {
+        room_id -> Uuid,
+        match_id -> Uuid,
+        last_seq -> Int8,
+    }
+}
+
+diesel::table! {
     match_events (id) {
         id -> Uuid,
         match_id -> Uuid,
@@ -160,6 +188,11 @@ diesel::table! {
 }
 
 diesel::joinable!(activities -> users (user_id));
+diesel::joinable!(chat_messages -> chat_rooms (room_id));
+diesel::joinable!(chat_messages -> users (sender_id));
+diesel::joinable!(chat_reads -> chat_rooms (room_id));
+diesel::joinable!(chat_reads -> users (user_id));
+diesel::joinable!(chat_rooms -> matches (match_id));
 diesel::joinable!(match_events -> matches (match_id));
 diesel::joinable!(match_events -> users (actor_id));
 diesel::joinable!(matches -> parcels (parcel_id));
@@ -171,6 +204,9 @@ diesel::joinable!(trips -> users (traveler_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     activities,
+    chat_messages,
+    chat_reads,
+    chat_rooms,
     match_events,
     matches,
     parcels,

@@ -3,6 +3,8 @@
 //! and client message rate, joins the user's `UserHub` for fan-out, and closes with 1001 when
 //! the node shuts down.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -17,6 +19,20 @@ use uuid::Uuid;
 use super::probe::ActorProbe;
 use super::registry::{GetOrStart, Registry};
 use super::user_hub::{self, Close, Join, Leave, Push, UserHub};
+use crate::domain::ids::{SessionId, UserId};
+use crate::services::auth::AuthUser;
+use crate::services::chat;
+use crate::state::AppState;
+
+/// Live messages held back while a subscription's replay is in flight; more is a slow room.
+const MAX_REPLAY_BUFFER: usize = 1000;
+
+/// A chat room this socket follows: messages are forwarded once, in sequence order.
+struct RoomSub {
+    replaying: bool,
+    last_seq: i64,
+    held: Vec<(i64, Arc<str>)>,
+}
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,9 +56,12 @@ pub struct WsSession {
     tokens: f64,
     refilled: Instant,
     strikes: u32,
+    state: actix_web::web::Data<AppState>,
+    rooms: HashMap<Uuid, RoomSub>,
 }
 
 pub struct SessionDeps {
+    pub state: actix_web::web::Data<AppState>,
     pub registry: Addr<Registry>,
     pub probe: ActorProbe,
     pub hub_probe: ActorProbe,
@@ -67,7 +86,107 @@ impl WsSession {
             tokens: BURST,
             refilled: Instant::now(),
             strikes: 0,
+            state: deps.state,
+            rooms: HashMap::new(),
         }
+    }
+
+    fn auth(&self) -> AuthUser {
+        AuthUser {
+            user_id: UserId(self.user_id),
+            session_id: SessionId(self.session_id),
+        }
+    }
+
+    fn subscribe(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
+        let channel = frame["channel"].as_str().unwrap_or_default().to_owned();
+        let Some(room_id) = channel
+            .strip_prefix("chat:")
+            .and_then(|r| r.parse::<Uuid>().ok())
+        else {
+            return Self::error(ctx, "forbidden", "Unknown channel.");
+        };
+        let since = frame["since_seq"].as_i64().unwrap_or(0).max(0);
+        self.rooms.insert(
+            room_id,
+            RoomSub {
+                replaying: true,
+                last_seq: since,
+                held: Vec::new(),
+            },
+        );
+        let (state, auth) = (self.state.clone(), self.auth());
+        let replay = async move { chat::replay(&state, auth, room_id, since).await };
+        ctx.spawn(replay.into_actor(self).map(move |result, this, ctx| match result {
+            Ok((last_seq, messages)) => {
+                Self::send_json(ctx, &json!({"type": "subscribed", "channel": channel, "last_seq": last_seq}));
+                let Some(sub) = this.rooms.get_mut(&room_id) else { return };
+                for m in messages {
+                    if m.seq > sub.last_seq {
+                        sub.last_seq = m.seq;
+                        ctx.text(m.frame().to_string());
+                    }
+                }
+                let mut held = std::mem::take(&mut sub.held);
+                held.sort_by_key(|(seq, _)| *seq);
+                for (seq, text) in held {
+                    if seq > sub.last_seq {
+                        sub.last_seq = seq;
+                        ctx.text(text.as_ref());
+                    }
+                }
+                sub.replaying = false;
+            }
+            Err(_) => {
+                this.rooms.remove(&room_id);
+                Self::error(ctx, "forbidden", "This channel is not yours.");
+            }
+        }));
+    }
+
+    fn send_message(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
+        let room = frame["room_id"]
+            .as_str()
+            .and_then(|r| r.parse::<Uuid>().ok());
+        let body = frame["body"].as_str().unwrap_or_default().to_owned();
+        let client_msg_id = frame["client_msg_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(room_id) = room else {
+            return Self::error(ctx, "bad_frame", "`send` needs a room_id.");
+        };
+        let (state, auth) = (self.state.clone(), self.auth());
+        let post = async move { chat::post(&state, auth, room_id, &body, &client_msg_id).await };
+        ctx.spawn(post.into_actor(self).map(|result, _, ctx| match result {
+            Ok((m, _)) => Self::send_json(
+                ctx,
+                &json!({"type": "ack", "client_msg_id": m.client_msg_id, "id": m.id, "seq": m.seq, "room_id": m.room_id}),
+            ),
+            Err(e) => {
+                let code = if e.status().as_u16() == 404 { "forbidden" } else { e.code() };
+                Self::error(ctx, code, &e.problem().detail);
+            }
+        }));
+    }
+
+    fn mark_read(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
+        let room = frame["room_id"]
+            .as_str()
+            .and_then(|r| r.parse::<Uuid>().ok());
+        let (Some(room_id), Some(seq)) = (room, frame["seq"].as_i64()) else {
+            return Self::error(ctx, "bad_frame", "`read` needs a room_id and a seq.");
+        };
+        let (state, auth) = (self.state.clone(), self.auth());
+        ctx.spawn(
+            async move { chat::read(&state, auth, room_id, seq).await }
+                .into_actor(self)
+                .map(|r, _, ctx| {
+                    if r.is_err() {
+                        Self::error(ctx, "forbidden", "This room is not yours.");
+                    }
+                }),
+        );
     }
 
     fn send_json(ctx: &mut ws::WebsocketContext<Self>, value: &serde_json::Value) {
@@ -122,13 +241,23 @@ impl WsSession {
         };
         match frame.get("type").and_then(|t| t.as_str()) {
             Some("ping") => Self::send_json(ctx, &json!({"type": "pong"})),
-            Some("subscribe" | "unsubscribe" | "send" | "typing" | "read" | "position") => {
-                Self::error(
-                    ctx,
-                    "not_available",
-                    "Chat and tracking channels are not available on this server yet.",
-                )
+            Some("subscribe") => self.subscribe(&frame, ctx),
+            Some("unsubscribe") => {
+                let room = frame["channel"]
+                    .as_str()
+                    .and_then(|c| c.strip_prefix("chat:"))
+                    .and_then(|r| r.parse::<Uuid>().ok());
+                if let Some(room) = room {
+                    self.rooms.remove(&room);
+                }
             }
+            Some("send") => self.send_message(&frame, ctx),
+            Some("read") => self.mark_read(&frame, ctx),
+            Some("typing" | "position") => Self::error(
+                ctx,
+                "not_available",
+                "Typing and tracking frames are not available on this server yet.",
+            ),
             _ => Self::error(ctx, "bad_frame", "Unknown frame type."),
         }
     }
@@ -235,7 +364,21 @@ impl Handler<Push> for WsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
-        ctx.text(msg.0.as_ref());
+        let Some((room, seq)) = msg.room else {
+            return ctx.text(msg.text.as_ref());
+        };
+        let Some(sub) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if sub.replaying {
+            if sub.held.len() >= MAX_REPLAY_BUFFER {
+                return Self::close(ctx, CloseCode::Policy, "slow consumer");
+            }
+            sub.held.push((seq, msg.text));
+        } else if seq > sub.last_seq {
+            sub.last_seq = seq;
+            ctx.text(msg.text.as_ref());
+        }
     }
 }
 

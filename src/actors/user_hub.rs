@@ -12,10 +12,14 @@ use super::probe::ActorProbe;
 
 pub const KIND: &str = "user_hub";
 
-/// A frame for a socket (already serialised once for all the user's sockets).
+/// A frame for a socket (serialised once for all the user's sockets). Chat messages carry
+/// their room and sequence so a socket forwards only rooms it subscribed to, in order, once.
 #[derive(Clone, Message)]
 #[rtype(result = "()")]
-pub struct Push(pub Arc<str>);
+pub struct Push {
+    pub text: Arc<str>,
+    pub room: Option<(Uuid, i64)>,
+}
 
 /// Close a socket with this WebSocket close code and reason.
 #[derive(Clone, Message)]
@@ -110,7 +114,10 @@ impl Handler<Leave> for UserHub {
 /// it is told to close (it resumes later from its last sequence).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Deliver(pub Arc<str>);
+pub struct Deliver {
+    pub text: Arc<str>,
+    pub room: Option<(Uuid, i64)>,
+}
 
 impl Handler<Deliver> for UserHub {
     type Result = ();
@@ -118,7 +125,14 @@ impl Handler<Deliver> for UserHub {
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         self.probe.handled();
         for socket in self.sockets.values() {
-            if socket.push.try_send(Push(msg.0.clone())).is_err() {
+            if socket
+                .push
+                .try_send(Push {
+                    text: msg.text.clone(),
+                    room: msg.room,
+                })
+                .is_err()
+            {
                 self.probe.dropped();
                 let _ = socket.close.try_send(Close {
                     code: 1008,

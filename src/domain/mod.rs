@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod catalog;
+pub mod chat;
 pub mod gazetteer;
 pub mod gcra;
 pub mod geo;

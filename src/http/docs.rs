@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
-use super::{auth, dashboard, health, locations, matches, parcels, trips, users, ws};
+use super::{auth, chat, dashboard, health, locations, matches, parcels, trips, users, ws};
 use crate::error::{FieldError, Problem};
 use crate::services::auth::{AuthResult, SessionView};
 use crate::services::health::{Check, Checks, HealthReport, Liveness, Readiness};
@@ -30,6 +30,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         matches::get_suggestions, matches::explain_match, matches::create_match, matches::list_matches,
         matches::get_match, matches::accept_match, matches::decline_match, matches::cancel_match,
         ws::open_socket,
+        chat::list_rooms, chat::list_messages, chat::post_message, chat::mark_read,
     ),
     components(schemas(
         Problem, FieldError, Liveness, Readiness, Checks, Check, HealthReport,
@@ -46,6 +47,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         (name = "dashboard", description = "My figures and activity"),
         (name = "matching", description = "Suggestions, requests and bookings"),
         (name = "realtime", description = "The WebSocket"),
+        (name = "chat", description = "One room per match"),
     ),
 )]
 pub struct ApiDoc;

@@ -3,6 +3,7 @@
 //! No SQL and no business rules here.
 
 pub mod auth;
+pub mod chat;
 pub mod dashboard;
 pub mod docs;
 pub mod extract;

@@ -54,6 +54,7 @@ pub async fn open_socket(
         .get(BYPASS_HEADER)
         .and_then(|v| v.to_str().ok());
     let deps = SessionDeps {
+        state: state.clone(),
         registry: state.registry.clone(),
         probe: ActorProbe::new(&state.metrics.actors, "ws_session"),
         hub_probe: ActorProbe::new(&state.metrics.actors, "user_hub"),

@@ -2,6 +2,7 @@
 //! they compose inside a service's transaction. No business rules, no HTTP.
 
 pub mod activities;
+pub mod chat;
 pub mod geo_filter;
 pub mod matches;
 pub mod parcels;

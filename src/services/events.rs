@@ -55,6 +55,11 @@ pub enum Event {
         user_id: Uuid,
         items: Vec<Suggested>,
     },
+    /// A chat message was stored: for both members' subscribed sockets.
+    ChatMessage {
+        members: Vec<Uuid>,
+        message: serde_json::Value,
+    },
     /// A device session ended: its sockets close.
     SessionRevoked {
         user_id: Uuid,

@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod auth;
+pub mod chat;
 pub mod dashboard;
 pub mod events;
 pub mod health;

@@ -67,9 +67,31 @@ pub async fn route(state: &AppState, event: Arc<Event>) {
         }
         return;
     }
+    if let Event::ChatMessage { members, message } = event.as_ref() {
+        let room = message["room_id"]
+            .as_str()
+            .and_then(|r| r.parse::<Uuid>().ok());
+        let seq = message["seq"].as_i64();
+        let text: Arc<str> = Arc::from(message.to_string());
+        for user in members {
+            if let Some(hub) = hub(state, *user).await {
+                let _ = hub.try_send(Deliver {
+                    text: text.clone(),
+                    room: room.zip(seq),
+                });
+            }
+        }
+        return;
+    }
     for (user, frame) in frames(&event) {
         if let Some(hub) = hub(state, user).await {
-            if hub.try_send(Deliver(Arc::from(frame.to_string()))).is_err() {
+            if hub
+                .try_send(Deliver {
+                    text: Arc::from(frame.to_string()),
+                    room: None,
+                })
+                .is_err()
+            {
                 tracing::warn!(%user, "user hub mailbox full; event dropped for this user");
             }
         }

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod binary;
+mod chat;
 mod dashboard;
 mod docs;
 mod errors;
