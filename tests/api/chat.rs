@@ -289,3 +289,29 @@ async fn contact_details_are_masked_before_payment() {
     let m: Value = res.json().await.unwrap();
     assert_eq!(m["body"], "call me on [hidden] or [hidden]");
 }
+
+#[tokio::test]
+async fn a_message_posted_on_one_node_reaches_a_socket_on_another() {
+    let app = spawn_app().await;
+    let prefix = app.settings.redis.key_prefix.clone();
+    let other_node =
+        crate::support::spawn_app_on(app.db_name.clone(), |s| s.redis.key_prefix = prefix).await;
+    let (sender, traveler, room) = room(&app).await;
+    let mut b = connect(&app, &traveler).await;
+    subscribe(&mut b, &room, 0).await;
+
+    // The same user's token works on the other node (shared keys, PostgreSQL and Redis).
+    let res = other_node
+        .post_as(
+            &sender,
+            &format!("/api/chat/rooms/{room}/messages"),
+            &json!({"body": "via node two", "client_msg_id": "n2"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let m = next_of(&mut b, "message").await;
+    assert_eq!(
+        (m["body"].as_str(), m["seq"].as_i64()),
+        (Some("via node two"), Some(1))
+    );
+}
