@@ -4,50 +4,20 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::app::{TestApp, TestUser};
 use crate::support::market::{lhr_jfk_trip, parcel_body};
 use crate::support::spawn_app;
+use crate::support::ws::{self, next_of, send, Socket};
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
+/// A socket as `user`, past its `hello`.
 async fn connect(app: &TestApp, user: &TestUser) -> Socket {
-    let url = format!(
-        "ws://127.0.0.1:{}/api/ws",
-        app.address.rsplit(':').next().unwrap()
-    );
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", user.access_token).parse().unwrap(),
-    );
-    req.headers_mut()
-        .insert("x-ratelimit-bypass", app.bypass().1.parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut socket = ws::connect(app, user).await;
     assert_eq!(next_of(&mut socket, "hello").await["type"], "hello");
     socket
-}
-
-/// The next frame of `kind`, skipping others; fails after 10 s.
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame in time")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = msg {
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    }
 }
 
 /// The `ack` and the `message` that follow a `send`, whatever their order.
@@ -69,13 +39,6 @@ async fn ack_and_message(socket: &mut Socket) -> (Value, Value) {
         }
     }
     (ack.unwrap(), message.unwrap())
-}
-
-async fn send(socket: &mut Socket, frame: Value) {
-    socket
-        .send(Message::Text(frame.to_string().into()))
-        .await
-        .unwrap();
 }
 
 /// A sender, a traveler and the room of their requested match.

@@ -1,62 +1,15 @@
 //! The WebSocket with a real client: authentication at the upgrade, hello, ping, frame and
 //! origin limits, user events, and revocation closing the socket.
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::app::{TestApp, TestUser};
 use crate::support::market::{lhr_jfk_trip, parcel_body};
 use crate::support::spawn_app;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(app: &TestApp, user: &TestUser) -> Socket {
-    let url = format!(
-        "ws://127.0.0.1:{}/api/ws",
-        app.address.rsplit(':').next().unwrap()
-    );
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", user.access_token).parse().unwrap(),
-    );
-    let (socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    socket
-}
-
-/// The next JSON frame, skipping pings; fails after 10 s.
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-/// Waits for the close frame; returns its code.
-async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("closes in time")
-        {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-            Some(Ok(_)) => continue,
-            _ => return None,
-        }
-    }
-}
+use crate::support::ws::{close_code, connect, next_json, ws_url};
 
 #[tokio::test]
 async fn a_socket_says_hello_answers_ping_and_needs_a_token() {
@@ -77,18 +30,11 @@ async fn a_socket_says_hello_answers_ping_and_needs_a_token() {
     assert_eq!(next_json(&mut socket).await["code"], "bad_frame");
 
     // Browsers pass the token in the query string.
-    let url = format!(
-        "ws://127.0.0.1:{}/api/ws?access_token={}",
-        app.address.rsplit(':').next().unwrap(),
-        user.access_token
-    );
+    let url = format!("{}?access_token={}", ws_url(&app), user.access_token);
     let (mut browser, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     assert_eq!(next_json(&mut browser).await["type"], "hello");
 
-    let url = format!(
-        "ws://127.0.0.1:{}/api/ws",
-        app.address.rsplit(':').next().unwrap()
-    );
+    let url = ws_url(&app);
     let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(res) => assert_eq!(res.status(), 401),
@@ -100,10 +46,7 @@ async fn a_socket_says_hello_answers_ping_and_needs_a_token() {
 async fn an_unlisted_origin_cannot_open_a_socket() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let url = format!(
-        "ws://127.0.0.1:{}/api/ws",
-        app.address.rsplit(':').next().unwrap()
-    );
+    let url = ws_url(&app);
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
         "authorization",
