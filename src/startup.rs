@@ -62,6 +62,8 @@ pub async fn prepare_database(settings: &Settings) -> Result<usize, DbSetupError
 pub struct Application {
     port: u16,
     server: Server,
+    /// The matchmaker's thread, stopped with the server.
+    matchmaker_arbiter: actix::ArbiterHandle,
     state: web::Data<AppState>,
 }
 
@@ -82,7 +84,8 @@ impl Application {
         // timers and I/O tasks, nor delay them.
         let rules = settings.matching.rules();
         let matchmaker_probe = ActorProbe::new(&metrics.actors, "matchmaker");
-        let matchmaker = Matchmaker::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| {
+        let matchmaker_arbiter = actix::Arbiter::new().handle();
+        let matchmaker = Matchmaker::start_in_arbiter(&matchmaker_arbiter, move |_| {
             Matchmaker::new(rules, matchmaker_probe)
         });
         let events = Arc::new(EventBus::new(redis.clone()));
@@ -164,6 +167,7 @@ impl Application {
             .run();
         tracing::info!(%host, port, environment = environment.as_str(), redis = state.redis.enabled(), "listening");
         Ok(Self {
+            matchmaker_arbiter,
             port,
             server,
             state,
@@ -184,7 +188,9 @@ impl Application {
 
     /// Serves until the handle stops the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let res = self.server.await;
+        self.matchmaker_arbiter.stop();
+        res
     }
 
     /// Serves until SIGTERM or SIGINT, then stops gracefully.
@@ -199,6 +205,7 @@ impl Application {
             handle.stop(true).await;
         });
         let res = self.server.await;
+        self.matchmaker_arbiter.stop();
         tracing::info!("stopped");
         res
     }
