@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::probe::ActorProbe;
 use super::registry::{GetOrStart, Registry};
-use super::user_hub::{self, Close, Join, Leave, Push, UserHub};
+use super::user_hub::{self, Close, Join, Leave, Push, RoomFrame, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
 use crate::services::chat;
@@ -170,6 +170,25 @@ impl WsSession {
         }));
     }
 
+    fn typing(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(room_id) = frame["room_id"]
+            .as_str()
+            .and_then(|r| r.parse::<Uuid>().ok())
+        else {
+            return Self::error(ctx, "bad_frame", "`typing` needs a room_id.");
+        };
+        let (state, auth) = (self.state.clone(), self.auth());
+        ctx.spawn(
+            async move { chat::typing(&state, auth, room_id).await }
+                .into_actor(self)
+                .map(|r, _, ctx| {
+                    if r.is_err() {
+                        Self::error(ctx, "forbidden", "This room is not yours.");
+                    }
+                }),
+        );
+    }
+
     fn mark_read(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
         let room = frame["room_id"]
             .as_str()
@@ -253,10 +272,11 @@ impl WsSession {
             }
             Some("send") => self.send_message(&frame, ctx),
             Some("read") => self.mark_read(&frame, ctx),
-            Some("typing" | "position") => Self::error(
+            Some("typing") => self.typing(&frame, ctx),
+            Some("position") => Self::error(
                 ctx,
                 "not_available",
-                "Typing and tracking frames are not available on this server yet.",
+                "Tracking frames are not available on this server yet.",
             ),
             _ => Self::error(ctx, "bad_frame", "Unknown frame type."),
         }
@@ -364,8 +384,15 @@ impl Handler<Push> for WsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
-        let Some((room, seq)) = msg.room else {
-            return ctx.text(msg.text.as_ref());
+        let (room, seq) = match msg.room {
+            None => return ctx.text(msg.text.as_ref()),
+            Some(RoomFrame::Ephemeral { room }) => {
+                if self.rooms.get(&room).is_some_and(|sub| !sub.replaying) {
+                    ctx.text(msg.text.as_ref());
+                }
+                return;
+            }
+            Some(RoomFrame::Message { room, seq }) => (room, seq),
         };
         let Some(sub) = self.rooms.get_mut(&room) else {
             return;

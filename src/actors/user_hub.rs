@@ -12,13 +12,21 @@ use super::probe::ActorProbe;
 
 pub const KIND: &str = "user_hub";
 
-/// A frame for a socket (serialised once for all the user's sockets). Chat messages carry
-/// their room and sequence so a socket forwards only rooms it subscribed to, in order, once.
+/// Which room a frame belongs to, for sockets that forward only their subscribed rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomFrame {
+    /// A stored message: forwarded once, in `seq` order.
+    Message { room: Uuid, seq: i64 },
+    /// Typing and the like: forwarded as they come, never replayed.
+    Ephemeral { room: Uuid },
+}
+
+/// A frame for a socket (serialised once for all the user's sockets).
 #[derive(Clone, Message)]
 #[rtype(result = "()")]
 pub struct Push {
     pub text: Arc<str>,
-    pub room: Option<(Uuid, i64)>,
+    pub room: Option<RoomFrame>,
 }
 
 /// Close a socket with this WebSocket close code and reason.
@@ -116,7 +124,7 @@ impl Handler<Leave> for UserHub {
 #[rtype(result = "()")]
 pub struct Deliver {
     pub text: Arc<str>,
-    pub room: Option<(Uuid, i64)>,
+    pub room: Option<RoomFrame>,
 }
 
 impl Handler<Deliver> for UserHub {

@@ -205,6 +205,25 @@ pub async fn rooms(state: &AppState, auth: AuthUser) -> Result<Vec<RoomView>, Ap
         .collect())
 }
 
+/// Tells the other member that this one is typing (not stored).
+pub async fn typing(state: &AppState, auth: AuthUser, room_id: Uuid) -> Result<(), AppError> {
+    let (_, sender, traveler, ..) = {
+        let mut conn = db::conn(&state.db).await?;
+        membership(&mut conn, room_id, auth.user_id.0).await?
+    };
+    let me = auth.user_id.0;
+    let recipient = if me == sender { traveler } else { sender };
+    state
+        .events
+        .publish(Event::ChatTyping {
+            room_id,
+            user_id: me,
+            recipient,
+        })
+        .await;
+    Ok(())
+}
+
 /// Marks the room read up to `seq` (never backwards).
 pub async fn read(
     state: &AppState,

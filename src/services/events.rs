@@ -60,6 +60,12 @@ pub enum Event {
         members: Vec<Uuid>,
         message: serde_json::Value,
     },
+    /// A member is typing in a room: for the other member's subscribed sockets.
+    ChatTyping {
+        room_id: Uuid,
+        user_id: Uuid,
+        recipient: Uuid,
+    },
     /// A device session ended: its sockets close.
     SessionRevoked {
         user_id: Uuid,

@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::actors::registry::Lookup;
-use crate::actors::user_hub::{self, Deliver, SessionRevoked, UserHub};
+use crate::actors::user_hub::{self, Deliver, RoomFrame, SessionRevoked, UserHub};
 use crate::services::events::Event;
 use crate::state::AppState;
 
@@ -72,14 +72,32 @@ pub async fn route(state: &AppState, event: Arc<Event>) {
             .as_str()
             .and_then(|r| r.parse::<Uuid>().ok());
         let seq = message["seq"].as_i64();
+        let frame = room
+            .zip(seq)
+            .map(|(room, seq)| RoomFrame::Message { room, seq });
         let text: Arc<str> = Arc::from(message.to_string());
         for user in members {
             if let Some(hub) = hub(state, *user).await {
                 let _ = hub.try_send(Deliver {
                     text: text.clone(),
-                    room: room.zip(seq),
+                    room: frame,
                 });
             }
+        }
+        return;
+    }
+    if let Event::ChatTyping {
+        room_id,
+        user_id,
+        recipient,
+    } = event.as_ref()
+    {
+        let frame = json!({"type": "typing", "room_id": room_id, "user_id": user_id});
+        if let Some(hub) = hub(state, *recipient).await {
+            let _ = hub.try_send(Deliver {
+                text: Arc::from(frame.to_string()),
+                room: Some(RoomFrame::Ephemeral { room: *room_id }),
+            });
         }
         return;
     }

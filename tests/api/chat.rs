@@ -278,3 +278,22 @@ async fn a_message_posted_on_one_node_reaches_a_socket_on_another() {
         (Some("via node two"), Some(1))
     );
 }
+
+#[tokio::test]
+async fn typing_reaches_the_other_member_only() {
+    let app = spawn_app().await;
+    let (sender, traveler, room) = room(&app).await;
+    let mut a = connect(&app, &sender).await;
+    let mut b = connect(&app, &traveler).await;
+    subscribe(&mut a, &room, 0).await;
+    subscribe(&mut b, &room, 0).await;
+    send(&mut a, json!({"type": "typing", "room_id": room})).await;
+    let typing = next_of(&mut b, "typing").await;
+    assert_eq!(
+        typing,
+        json!({"type": "typing", "room_id": room, "user_id": sender.id})
+    );
+    // The typist gets nothing back: the next frame it sees is the pong.
+    send(&mut a, json!({"type": "ping"})).await;
+    assert_eq!(ws::next_json(&mut a).await["type"], "pong");
+}
