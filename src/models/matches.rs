@@ -201,32 +201,68 @@ pub async fn other_requests_of_parcel(
         .await
 }
 
-/// Open requests of a trip, locked (the trip is closing).
-pub async fn requests_of_trip(
-    conn: &mut AsyncPgConnection,
-    trip_id: Uuid,
-) -> QueryResult<Vec<MatchRow>> {
-    matches::table
-        .filter(matches::trip_id.eq(trip_id))
-        .filter(matches::status.eq_any(["requested", "accepted"]))
-        .select(MatchRow::as_select())
-        .for_update()
-        .load(conn)
-        .await
+/// The trip or the parcel whose matches are meant.
+#[derive(Debug, Clone, Copy)]
+pub enum Of {
+    Trip(Uuid),
+    Parcel(Uuid),
 }
 
-/// Open requests of a parcel (the parcel is closing).
-pub async fn requests_of_parcel(
-    conn: &mut AsyncPgConnection,
-    parcel_id: Uuid,
-) -> QueryResult<Vec<MatchRow>> {
-    matches::table
-        .filter(matches::parcel_id.eq(parcel_id))
-        .filter(matches::status.eq_any(["requested", "accepted"]))
-        .select(MatchRow::as_select())
-        .for_update()
-        .load(conn)
+const BOOKED: [&str; 4] = ["paid", "in_transit", "delivered", "disputed"];
+
+fn of_side(of: Of) -> matches::BoxedQuery<'static, diesel::pg::Pg> {
+    match of {
+        Of::Trip(id) => matches::table.filter(matches::trip_id.eq(id)).into_boxed(),
+        Of::Parcel(id) => matches::table
+            .filter(matches::parcel_id.eq(id))
+            .into_boxed(),
+    }
+}
+
+async fn any_in(conn: &mut AsyncPgConnection, of: Of, statuses: &[&str]) -> QueryResult<bool> {
+    let found: Option<Uuid> = of_side(of)
+        .filter(matches::status.eq_any(statuses.to_vec()))
+        .select(matches::id)
+        .first(conn)
         .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Open requests (requested or accepted) of a trip or parcel that is closing, locked.
+pub async fn open_requests(conn: &mut AsyncPgConnection, of: Of) -> QueryResult<Vec<MatchRow>> {
+    // Not through `of_side`: a boxed query cannot take `FOR UPDATE`.
+    let open = matches::status.eq_any(["requested", "accepted"]);
+    match of {
+        Of::Trip(id) => {
+            matches::table
+                .filter(matches::trip_id.eq(id))
+                .filter(open)
+                .select(MatchRow::as_select())
+                .for_update()
+                .load(conn)
+                .await
+        }
+        Of::Parcel(id) => {
+            matches::table
+                .filter(matches::parcel_id.eq(id))
+                .filter(open)
+                .select(MatchRow::as_select())
+                .for_update()
+                .load(conn)
+                .await
+        }
+    }
+}
+
+/// Whether there is a booking past payment (blocks cancelling the trip or parcel).
+pub async fn has_bookings(conn: &mut AsyncPgConnection, of: Of) -> QueryResult<bool> {
+    any_in(conn, of, &BOOKED).await
+}
+
+/// Whether there is any live match (blocks editing the trip or parcel).
+pub async fn has_live(conn: &mut AsyncPgConnection, of: Of) -> QueryResult<bool> {
+    any_in(conn, of, &LIVE).await
 }
 
 /// Lapsed requests/acceptances (ids with their trip and parcel), oldest first; not locked.
@@ -348,57 +384,6 @@ pub async fn count_by_status(
         .select((matches::status, diesel::dsl::count_star()))
         .load(conn)
         .await
-}
-
-/// Whether a trip has a booking past payment (blocks its cancellation).
-pub async fn has_bookings_of_trip(
-    conn: &mut AsyncPgConnection,
-    trip_id: Uuid,
-) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        matches::table
-            .filter(matches::trip_id.eq(trip_id))
-            .filter(matches::status.eq_any(["paid", "in_transit", "delivered", "disputed"])),
-    ))
-    .get_result(conn)
-    .await
-}
-
-pub async fn has_bookings_of_parcel(
-    conn: &mut AsyncPgConnection,
-    parcel_id: Uuid,
-) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        matches::table
-            .filter(matches::parcel_id.eq(parcel_id))
-            .filter(matches::status.eq_any(["paid", "in_transit", "delivered", "disputed"])),
-    ))
-    .get_result(conn)
-    .await
-}
-
-/// Whether a trip has any live match (blocks editing it).
-pub async fn has_live_for_trip(conn: &mut AsyncPgConnection, trip_id: Uuid) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        matches::table
-            .filter(matches::trip_id.eq(trip_id))
-            .filter(matches::status.eq_any(LIVE)),
-    ))
-    .get_result(conn)
-    .await
-}
-
-pub async fn has_live_for_parcel(
-    conn: &mut AsyncPgConnection,
-    parcel_id: Uuid,
-) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        matches::table
-            .filter(matches::parcel_id.eq(parcel_id))
-            .filter(matches::status.eq_any(LIVE)),
-    ))
-    .get_result(conn)
-    .await
 }
 
 /// Whether `user` is a party of a live match of this parcel (may see it once it is matched).

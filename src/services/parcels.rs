@@ -20,7 +20,8 @@ use crate::models::geo_filter::{Area, Order};
 use crate::models::matches;
 use crate::models::parcels::{self, ParcelFilter, ParcelRow, ParcelValues};
 use crate::services::auth::AuthUser;
-use crate::services::matching::facts::publish_changes;
+use crate::services::events::Event;
+use crate::services::matching::facts::{parcel_facts, publish_changes};
 use crate::services::matching::lifecycle::{self, Touched};
 use crate::services::matching::suggest;
 use crate::services::pagination::{clamp_limit, split_page, Position};
@@ -301,8 +302,14 @@ pub async fn create(
         })
         .await?;
     drop(conn);
-    publish_changes(state, &[], &[row.id]).await;
-    suggest::parcel_posted(state, crate::services::matching::facts::parcel_facts(&row)).await;
+    let facts = parcel_facts(&row);
+    state
+        .events
+        .publish(Event::ParcelUpserted {
+            parcel: facts.clone(),
+        })
+        .await;
+    suggest::parcel_posted(state, facts).await;
     Ok(view(state, row, auth))
 }
 
@@ -394,7 +401,7 @@ pub async fn update(
                     "Only an open parcel can be changed.",
                 ));
             }
-            if matches::has_live_for_parcel(conn, row.id).await? {
+            if matches::has_live(conn, matches::Of::Parcel(row.id)).await? {
                 return Err(AppError::conflict(
                     "not_editable",
                     "This parcel already has requests; decline or cancel them first.",
@@ -453,8 +460,8 @@ pub async fn cancel(
                     format!("A parcel that is {} cannot be cancelled.", row.status),
                 ));
             }
-            let live = matches::requests_of_parcel(conn, row.id).await?;
-            if matches::has_bookings_of_parcel(conn, row.id).await? {
+            let live = matches::open_requests(conn, matches::Of::Parcel(row.id)).await?;
+            if matches::has_bookings(conn, matches::Of::Parcel(row.id)).await? {
                 return Err(AppError::conflict(
                     "has_bookings",
                     "This parcel has a paid booking; it can no longer be cancelled.",

@@ -19,7 +19,8 @@ use crate::models::geo_filter::{Area, Order};
 use crate::models::matches;
 use crate::models::trips::{self, TripFilter, TripRow, TripValues};
 use crate::services::auth::AuthUser;
-use crate::services::matching::facts::publish_changes;
+use crate::services::events::Event;
+use crate::services::matching::facts::{publish_changes, traveler_stats, trip_facts};
 use crate::services::matching::lifecycle::{self, Touched};
 use crate::services::matching::suggest;
 use crate::services::pagination::{clamp_limit, split_page, Position};
@@ -204,9 +205,9 @@ pub async fn create(
     }
     let categories = category_names(&input.categories);
     let mut conn = db::conn(&state.db).await?;
-    let row = conn
+    let (row, traveler) = conn
         .transaction(async |conn| {
-            users::ensure_may_publish(conn, auth.user_id).await?;
+            let traveler = users::ensure_may_publish(conn, auth.user_id).await?;
             let row = trips::insert(
                 conn,
                 TripId::new().0,
@@ -223,12 +224,18 @@ pub async fn create(
                 activity_data(&row),
             )
             .await?;
-            Ok::<_, AppError>(row)
+            Ok::<_, AppError>((row, traveler))
         })
         .await?;
     drop(conn);
-    publish_changes(state, &[row.id], &[]).await;
-    suggest::trip_posted(state, trip_facts_of(&row, state).await).await;
+    let facts = trip_facts(&row, traveler_stats(Some(&traveler)));
+    state
+        .events
+        .publish(Event::TripUpserted {
+            trip: facts.clone(),
+        })
+        .await;
+    suggest::trip_posted(state, facts).await;
     Ok(view(state, row))
 }
 
@@ -282,7 +289,7 @@ pub async fn update(
                     "Only an open trip can be changed.",
                 ));
             }
-            if matches::has_live_for_trip(conn, row.id).await? {
+            if matches::has_live(conn, matches::Of::Trip(row.id)).await? {
                 return Err(AppError::conflict(
                     "not_editable",
                     "This trip already has requests; decline or cancel them first.",
@@ -378,8 +385,8 @@ pub async fn cancel(state: &AppState, auth: AuthUser, id: TripId) -> Result<Trip
                     format!("A trip that is {} cannot be cancelled.", row.status),
                 ));
             }
-            let live = matches::requests_of_trip(conn, row.id).await?;
-            if matches::has_bookings_of_trip(conn, row.id).await? {
+            let live = matches::open_requests(conn, matches::Of::Trip(row.id)).await?;
+            if matches::has_bookings(conn, matches::Of::Trip(row.id)).await? {
                 return Err(AppError::conflict(
                     "has_bookings",
                     "This trip has a paid booking; it can no longer be cancelled.",
@@ -455,18 +462,4 @@ pub async fn search(
         items: rows.into_iter().map(|r| view(state, r)).collect(),
         next_cursor: next.map(|p| state.cursors.encode(scope, &p)),
     })
-}
-
-async fn trip_facts_of(row: &TripRow, state: &AppState) -> crate::domain::matching::TripFacts {
-    let user = match db::conn(&state.db).await {
-        Ok(mut conn) => crate::models::users::find(&mut conn, row.traveler_id)
-            .await
-            .ok()
-            .flatten(),
-        Err(_) => None,
-    };
-    crate::services::matching::facts::trip_facts(
-        row,
-        crate::services::matching::facts::traveler_stats(user.as_ref()),
-    )
 }

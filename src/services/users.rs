@@ -212,11 +212,12 @@ pub async fn update_me(
     Ok(UserView::from(&user))
 }
 
-/// Refuses suspended accounts; call in the transaction that publishes something.
+/// Refuses suspended accounts; call in the transaction that publishes something. Returns the
+/// user's row.
 pub async fn ensure_may_publish(
     conn: &mut diesel_async::AsyncPgConnection,
     user: UserId,
-) -> Result<(), AppError> {
+) -> Result<UserRow, AppError> {
     let row = users::find(conn, user.0)
         .await?
         .ok_or_else(AppError::not_found)?;
@@ -226,5 +227,5 @@ pub async fn ensure_may_publish(
             "This account is suspended and cannot publish.",
         ));
     }
-    Ok(())
+    Ok(row)
 }
