@@ -85,6 +85,21 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub cors: CorsSettings,
     pub rate_limit: RateLimitSettings,
+    pub realtime: RealtimeSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RealtimeSettings {
+    /// A user's hub lingers this long after their last socket closes before they go offline.
+    pub presence_grace_ms: u64,
+    /// A chat room actor with no subscribers on this node stops after this long.
+    pub room_idle_secs: u64,
+    /// A connection whose peer has not taken data for this long is cut by the kernel
+    /// (TCP_USER_TIMEOUT): the end of a slow consumer that never reads again.
+    pub stalled_write_timeout_ms: u64,
+    /// SO_SNDBUF of accepted connections (0 = the kernel's autotuning): caps what the kernel
+    /// holds for a client that does not read.
+    pub socket_send_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -562,6 +577,14 @@ impl Settings {
         if settings.payments.fee_bps > 10_000 {
             return Err(ConfigError(
                 "`payments.fee_bps` must be at most 10000".to_owned(),
+            ));
+        }
+        if settings.realtime.stalled_write_timeout_ms < 1000
+            || settings.realtime.room_idle_secs == 0
+        {
+            return Err(ConfigError(
+                "`realtime.stalled_write_timeout_ms` must be at least 1000 and `realtime.room_idle_secs` at least 1"
+                    .to_owned(),
             ));
         }
         settings.cors.origins()?;

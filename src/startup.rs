@@ -11,6 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::matchmaker::Apply;
+use crate::actors::redis_bridge::RedisBridge;
 use crate::actors::{ActorProbe, Matchmaker, Registry};
 use crate::config::{Environment, Settings};
 use crate::db::{self, DbSetupError};
@@ -18,7 +19,7 @@ use crate::http::{self, docs, extract, middleware, security};
 use crate::redis::Redis;
 use crate::services::auth::passwords::PasswordHasher;
 use crate::services::auth::tokens::TokenKeys;
-use crate::services::events::EventBus;
+use crate::services::events::{Event, EventBus};
 use crate::services::pagination::Cursors;
 use crate::services::rate_limit::RateLimiter;
 use crate::state::AppState;
@@ -93,7 +94,12 @@ impl Application {
         let passwords = PasswordHasher::new(&settings.auth).map_err(StartupError::Auth)?;
         let limiter = Arc::new(RateLimiter::new(redis.clone(), settings.rate_limit.clone()));
         let origins = settings.cors.origins()?;
+        let presence = Arc::new(crate::services::presence::Presence::new(
+            redis.clone(),
+            events.node(),
+        ));
         let state = web::Data::new(AppState {
+            presence,
             settings: settings.clone(),
             environment,
             db,
@@ -132,6 +138,8 @@ impl Application {
             .port();
 
         let json_limit = settings.server.json_limit_bytes;
+        let stalled = Duration::from_millis(settings.realtime.stalled_write_timeout_ms);
+        let send_buffer = settings.realtime.socket_send_buffer_bytes;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -152,6 +160,17 @@ impl Application {
                 })
                 .service(docs::swagger_ui())
                 .default_service(web::to(middleware::route_not_found))
+        })
+        .on_connect(move |conn, _| {
+            // Slow consumers that stop reading altogether are cut by the kernel (see
+            // `actors::outlet`).
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let socket = socket2::SockRef::from(tcp);
+                let _ = socket.set_tcp_user_timeout(Some(stalled));
+                if send_buffer > 0 {
+                    let _ = socket.set_send_buffer_size(send_buffer);
+                }
+            }
         })
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace_secs);
@@ -214,20 +233,7 @@ impl Application {
 /// The matchmaker's feed and timers: bus events into its index, a rebuild from PostgreSQL at
 /// start and periodically (repairing anything a lost event left out), and the expiry sweeper.
 fn spawn_matching(state: web::Data<AppState>) {
-    state.events.spawn_listener();
-    let mut sockets_feed = state.events.subscribe();
-    let sockets_state = state.clone();
-    actix_web::rt::spawn(async move {
-        loop {
-            match sockets_feed.recv().await {
-                Ok(event) => crate::services::realtime::route(&sockets_state, event).await,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "socket routing fell behind the bus");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
+    RedisBridge::new(state.clone()).start();
     let mut feed = state.events.subscribe();
     let probe = ActorProbe::new(&state.metrics.actors, "matchmaker");
     let matchmaker = state.matchmaker.clone();
@@ -235,7 +241,14 @@ fn spawn_matching(state: web::Data<AppState>) {
         loop {
             match feed.recv().await {
                 Ok(event) => {
-                    if matchmaker.try_send(Apply(event)).is_err() {
+                    let for_index = matches!(
+                        event.event,
+                        Event::TripUpserted { .. }
+                            | Event::TripRemoved { .. }
+                            | Event::ParcelUpserted { .. }
+                            | Event::ParcelRemoved { .. }
+                    );
+                    if for_index && matchmaker.try_send(Apply(event)).is_err() {
                         probe.dropped();
                     }
                 }

@@ -26,6 +26,7 @@ pub struct AppState {
     pub registry: Addr<Registry>,
     pub matchmaker: Addr<Matchmaker>,
     pub events: Arc<crate::services::events::EventBus>,
+    pub presence: Arc<crate::services::presence::Presence>,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub limiter: Arc<RateLimiter>,

@@ -10,7 +10,7 @@ use chrono::Utc;
 use super::probe::ActorProbe;
 use crate::domain::match_index::{best_parcels, best_trips, GridIndex, Ranked};
 use crate::domain::matching::{ParcelFacts, Rules, TripFacts};
-use crate::services::events::Event;
+use crate::services::events::{Event, Published};
 
 /// Messages beyond this wait are refused (`try_send` fails) rather than queued without bound.
 const MAILBOX: usize = 4096;
@@ -47,7 +47,7 @@ impl Actor for Matchmaker {
 }
 
 /// An index change from the bus.
-pub struct Apply(pub Arc<Event>);
+pub struct Apply(pub Arc<Published>);
 
 impl Message for Apply {
     type Result = ();
@@ -58,7 +58,7 @@ impl Handler<Apply> for Matchmaker {
 
     fn handle(&mut self, msg: Apply, _: &mut Context<Self>) {
         self.probe.handled();
-        match msg.0.as_ref() {
+        match &msg.0.event {
             Event::TripUpserted { trip } if trip.open => self.trips.upsert(trip.clone()),
             Event::TripUpserted { trip } => {
                 self.trips.remove(&trip.id);

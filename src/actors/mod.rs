@@ -3,10 +3,14 @@
 //! bridge plug in here as their issues land. No SQL in an actor: persistence goes through a
 //! service.
 
+pub mod chat_room;
 pub mod matchmaker;
+pub mod outlet;
 pub mod probe;
+pub mod redis_bridge;
 pub mod registry;
 pub mod session;
+pub mod sse;
 pub mod user_hub;
 
 pub use matchmaker::Matchmaker;

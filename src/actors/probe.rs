@@ -21,6 +21,7 @@ pub struct ActorProbe {
     handled: Counter,
     backlog: Gauge,
     dropped: Counter,
+    sent: Counter,
 }
 
 impl ActorProbe {
@@ -33,6 +34,7 @@ impl ActorProbe {
             handled: series.handled.get_or_create_owned(&labels),
             backlog: series.backlog.get_or_create_owned(&labels),
             dropped: series.dropped.get_or_create_owned(&labels),
+            sent: series.sent.get_or_create_owned(&labels),
         }
     }
 
@@ -51,6 +53,11 @@ impl ActorProbe {
 
     pub fn handled(&self) {
         self.handled.inc();
+    }
+
+    /// A message (or frame) this actor sent on.
+    pub fn sent(&self) {
+        self.sent.inc();
     }
 
     /// A message that could not be delivered (full or closed mailbox, slow consumer).

@@ -5,6 +5,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, MessageResult};
 
 use super::probe::ActorProbe;
@@ -136,6 +137,59 @@ impl<A: Actor> Handler<Lookup<A>> for Registry {
                 .filter(|a| a.connected())
                 .cloned(),
         )
+    }
+}
+
+/// Hands `msg` to the live actor of `kind` for `id` without waiting (nothing is started: an
+/// entity with no actor on this node has no one here to tell). A full mailbox drops it.
+pub struct Forward<A: Actor, M> {
+    pub kind: &'static str,
+    pub id: String,
+    pub msg: M,
+    _actor: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<A: Actor, M> Forward<A, M> {
+    pub fn new(kind: &'static str, id: String, msg: M) -> Self {
+        Self {
+            kind,
+            id,
+            msg,
+            _actor: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<A: Actor, M> Message for Forward<A, M> {
+    type Result = ();
+}
+
+impl<A, M> Handler<Forward<A, M>> for Registry
+where
+    A: Actor + Handler<M>,
+    A::Context: ToEnvelope<A, M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    type Result = ();
+
+    fn handle(&mut self, msg: Forward<A, M>, _: &mut Self::Context) {
+        self.probe.handled();
+        let key = Key {
+            kind: msg.kind,
+            id: msg.id,
+        };
+        let Some(addr) = self
+            .entries
+            .get(&key)
+            .and_then(|e| e.addr.downcast_ref::<Addr<A>>())
+        else {
+            return;
+        };
+        match addr.try_send(msg.msg) {
+            Ok(()) => self.probe.sent(),
+            Err(_) => self.probe.dropped(),
+        }
     }
 }
 

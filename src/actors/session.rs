@@ -1,9 +1,11 @@
 //! `WsSession`: one actor per WebSocket connection. Says `hello`, keeps the heartbeat (a ping
 //! every 20 s, closed after 60 s without a pong), limits frame size (64 KiB, else close 1009)
-//! and client message rate, joins the user's `UserHub` for fan-out, and closes with 1001 when
-//! the node shuts down.
+//! and client message rate, joins the user's `UserHub` for their events and a `ChatRoom` per
+//! subscribed channel, and closes with 1001 when the node shuts down. Its outbound queue is its
+//! bounded mailbox: a full one makes it a slow consumer (see `outlet`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,13 +18,67 @@ use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::chat_room::{self, ChatRoom};
+use super::outlet::{Close, Outlet, Push, RoomFrame};
 use super::probe::ActorProbe;
-use super::registry::{GetOrStart, Registry};
-use super::user_hub::{self, Close, Join, Leave, Push, RoomFrame, UserHub};
+use super::registry::GetOrStart;
+use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
 use crate::services::chat;
+use crate::services::events::now_us;
 use crate::state::AppState;
+
+pub const KIND: &str = "ws_session";
+/// Frames queued for one socket before it counts as a slow consumer.
+pub const MAILBOX: usize = 256;
+/// `send` frames a socket may have waiting for their ack.
+const MAX_PENDING_SENDS: usize = 64;
+/// Attempts at joining a hub or room that is stopping at that very moment.
+const JOIN_ATTEMPTS: usize = 3;
+
+/// Joins the user's hub (started on demand); `None` when the registry is gone.
+pub async fn join_hub(
+    state: &actix_web::web::Data<AppState>,
+    outlet: Outlet,
+) -> Option<Addr<UserHub>> {
+    let user = outlet.user_id;
+    for _ in 0..JOIN_ATTEMPTS {
+        let hub_state = state.clone();
+        let get = GetOrStart::<UserHub> {
+            kind: user_hub::KIND,
+            id: user.to_string(),
+            start: Box::new(move || UserHub::new(user, hub_state).start()),
+        };
+        let hub = state.registry.send(get).await.ok()?;
+        if hub.send(user_hub::Join(outlet.clone())).await.is_ok() {
+            return Some(hub);
+        }
+    }
+    None
+}
+
+/// Joins a room's actor (started on demand); `None` when the registry is gone.
+async fn join_room(
+    state: &actix_web::web::Data<AppState>,
+    room_id: Uuid,
+    outlet: Outlet,
+) -> Option<Addr<ChatRoom>> {
+    let idle = Duration::from_secs(state.settings.realtime.room_idle_secs);
+    for _ in 0..JOIN_ATTEMPTS {
+        let probe = ActorProbe::new(&state.metrics.actors, chat_room::KIND);
+        let get = GetOrStart::<ChatRoom> {
+            kind: chat_room::KIND,
+            id: room_id.to_string(),
+            start: Box::new(move || ChatRoom::new(room_id, probe, idle).start()),
+        };
+        let room = state.registry.send(get).await.ok()?;
+        if room.send(chat_room::Join(outlet.clone())).await.is_ok() {
+            return Some(room);
+        }
+    }
+    None
+}
 
 /// Live messages held back while a subscription's replay is in flight; more is a slow room.
 const MAX_REPLAY_BUFFER: usize = 1000;
@@ -32,6 +88,7 @@ struct RoomSub {
     replaying: bool,
     last_seq: i64,
     held: Vec<(i64, Arc<str>)>,
+    room: Option<Addr<ChatRoom>>,
 }
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
@@ -47,9 +104,8 @@ pub struct WsSession {
     user_id: Uuid,
     session_id: Uuid,
     last_pong: Instant,
-    registry: Addr<Registry>,
     hub: Option<Addr<UserHub>>,
-    hub_probe: ActorProbe,
+    lagged: Arc<AtomicBool>,
     probe: ActorProbe,
     shutdown: watch::Receiver<bool>,
     unlimited: bool,
@@ -58,13 +114,15 @@ pub struct WsSession {
     strikes: u32,
     state: actix_web::web::Data<AppState>,
     rooms: HashMap<Uuid, RoomSub>,
+    /// `send` frames awaiting their turn (posted one at a time, so a client's messages keep
+    /// their order and one socket holds at most one database transaction).
+    sends: VecDeque<(Uuid, String, String)>,
+    sending: bool,
 }
 
 pub struct SessionDeps {
     pub state: actix_web::web::Data<AppState>,
-    pub registry: Addr<Registry>,
     pub probe: ActorProbe,
-    pub hub_probe: ActorProbe,
     pub shutdown: watch::Receiver<bool>,
     /// The rate-limit bypass token was presented at the upgrade (load tests).
     pub unlimited: bool,
@@ -77,9 +135,8 @@ impl WsSession {
             user_id,
             session_id,
             last_pong: Instant::now(),
-            registry: deps.registry,
             hub: None,
-            hub_probe: deps.hub_probe,
+            lagged: Arc::new(AtomicBool::new(false)),
             probe: deps.probe,
             shutdown: deps.shutdown,
             unlimited: deps.unlimited,
@@ -88,6 +145,43 @@ impl WsSession {
             strikes: 0,
             state: deps.state,
             rooms: HashMap::new(),
+            sends: VecDeque::new(),
+            sending: false,
+        }
+    }
+
+    fn outlet(&self, ctx: &mut ws::WebsocketContext<Self>) -> Outlet {
+        Outlet {
+            socket_id: self.socket_id,
+            user_id: self.user_id,
+            session_id: self.session_id,
+            push: ctx.address().recipient(),
+            close: ctx.address().recipient(),
+            lagged: self.lagged.clone(),
+            slow: self
+                .state
+                .metrics
+                .realtime
+                .slow_consumers
+                .get_or_create_owned(&crate::telemetry::metrics::KindLabels { kind: KIND }),
+        }
+    }
+
+    /// Writes one frame to the client, timing events from their publication.
+    fn write(&self, ctx: &mut ws::WebsocketContext<Self>, text: &str, published_us: i64) {
+        ctx.text(text);
+        self.probe.sent();
+        if published_us > 0 {
+            let seconds = (now_us() - published_us).max(0) as f64 / 1e6;
+            self.state.metrics.realtime.fanout_latency.observe(seconds);
+        }
+    }
+
+    fn leave_room(&mut self, room_id: Uuid) {
+        if let Some(room) = self.rooms.remove(&room_id).and_then(|sub| sub.room) {
+            room.do_send(chat_room::Leave {
+                socket_id: self.socket_id,
+            });
         }
     }
 
@@ -107,39 +201,70 @@ impl WsSession {
             return Self::error(ctx, "forbidden", "Unknown channel.");
         };
         let since = frame["since_seq"].as_i64().unwrap_or(0).max(0);
+        self.leave_room(room_id);
         self.rooms.insert(
             room_id,
             RoomSub {
                 replaying: true,
                 last_seq: since,
                 held: Vec::new(),
+                room: None,
             },
         );
-        let (state, auth) = (self.state.clone(), self.auth());
-        let replay = async move { chat::replay(&state, auth, room_id, since).await };
-        ctx.spawn(replay.into_actor(self).map(move |result, this, ctx| match result {
-            Ok((last_seq, messages)) => {
-                Self::send_json(ctx, &json!({"type": "subscribed", "channel": channel, "last_seq": last_seq}));
-                let Some(sub) = this.rooms.get_mut(&room_id) else { return };
-                for m in messages {
-                    if m.seq > sub.last_seq {
-                        sub.last_seq = m.seq;
-                        ctx.text(m.frame().to_string());
+        let (state, auth, outlet) = (self.state.clone(), self.auth(), self.outlet(ctx));
+        let replay = async move {
+            // Join first, so whatever is published during the replay is held, not missed.
+            let room = join_room(&state, room_id, outlet).await;
+            let replay = chat::replay(&state, auth, room_id, since).await;
+            let online = match &replay {
+                Ok(r) => Some((
+                    r.other_member,
+                    state.presence.is_online(r.other_member).await,
+                )),
+                Err(_) => None,
+            };
+            (room, replay, online)
+        };
+        ctx.spawn(replay.into_actor(self).map(move |(room, result, online), this, ctx| {
+            let Some(sub) = this.rooms.get_mut(&room_id) else {
+                // Unsubscribed meanwhile.
+                if let Some(room) = room {
+                    room.do_send(chat_room::Leave { socket_id: this.socket_id });
+                }
+                return;
+            };
+            sub.room = room;
+            match result {
+                Ok(replay) if sub.room.is_some() => {
+                    Self::send_json(ctx, &json!({"type": "subscribed", "channel": channel, "last_seq": replay.last_seq}));
+                    let Some(sub) = this.rooms.get_mut(&room_id) else { return };
+                    for m in replay.messages {
+                        if m.seq > sub.last_seq {
+                            sub.last_seq = m.seq;
+                            ctx.text(m.frame().to_string());
+                        }
+                    }
+                    let mut held = std::mem::take(&mut sub.held);
+                    held.sort_by_key(|(seq, _)| *seq);
+                    for (seq, text) in held {
+                        if seq > sub.last_seq {
+                            sub.last_seq = seq;
+                            ctx.text(text.as_ref());
+                        }
+                    }
+                    sub.replaying = false;
+                    if let Some((user_id, online)) = online {
+                        Self::send_json(ctx, &json!({"type": "presence", "user_id": user_id, "online": online}));
                     }
                 }
-                let mut held = std::mem::take(&mut sub.held);
-                held.sort_by_key(|(seq, _)| *seq);
-                for (seq, text) in held {
-                    if seq > sub.last_seq {
-                        sub.last_seq = seq;
-                        ctx.text(text.as_ref());
-                    }
+                Ok(_) => {
+                    this.leave_room(room_id);
+                    Self::error(ctx, "unavailable", "The room cannot be joined right now.");
                 }
-                sub.replaying = false;
-            }
-            Err(_) => {
-                this.rooms.remove(&room_id);
-                Self::error(ctx, "forbidden", "This channel is not yours.");
+                Err(_) => {
+                    this.leave_room(room_id);
+                    Self::error(ctx, "forbidden", "This channel is not yours.");
+                }
             }
         }));
     }
@@ -156,17 +281,41 @@ impl WsSession {
         let Some(room_id) = room else {
             return Self::error(ctx, "bad_frame", "`send` needs a room_id.");
         };
+        if self.sends.len() >= MAX_PENDING_SENDS {
+            return Self::error(
+                ctx,
+                "rate_limited",
+                "Too many messages awaiting their ack; wait for acks before sending more.",
+            );
+        }
+        self.sends.push_back((room_id, body, client_msg_id));
+        self.next_send(ctx);
+    }
+
+    /// Posts the socket's queued messages one at a time, in the order they were sent.
+    fn next_send(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.sending {
+            return;
+        }
+        let Some((room_id, body, client_msg_id)) = self.sends.pop_front() else {
+            return;
+        };
+        self.sending = true;
         let (state, auth) = (self.state.clone(), self.auth());
         let post = async move { chat::post(&state, auth, room_id, &body, &client_msg_id).await };
-        ctx.spawn(post.into_actor(self).map(|result, _, ctx| match result {
-            Ok((m, _)) => Self::send_json(
-                ctx,
-                &json!({"type": "ack", "client_msg_id": m.client_msg_id, "id": m.id, "seq": m.seq, "room_id": m.room_id}),
-            ),
-            Err(e) => {
-                let code = if e.status().as_u16() == 404 { "forbidden" } else { e.code() };
-                Self::error(ctx, code, &e.problem().detail);
+        ctx.spawn(post.into_actor(self).map(|result, this, ctx| {
+            match result {
+                Ok((m, _)) => Self::send_json(
+                    ctx,
+                    &json!({"type": "ack", "client_msg_id": m.client_msg_id, "id": m.id, "seq": m.seq, "room_id": m.room_id}),
+                ),
+                Err(e) => {
+                    let code = if e.status().as_u16() == 404 { "forbidden" } else { e.code() };
+                    Self::error(ctx, code, &e.problem().detail);
+                }
             }
+            this.sending = false;
+            this.next_send(ctx);
         }));
     }
 
@@ -267,7 +416,7 @@ impl WsSession {
                     .and_then(|c| c.strip_prefix("chat:"))
                     .and_then(|r| r.parse::<Uuid>().ok());
                 if let Some(room) = room {
-                    self.rooms.remove(&room);
+                    self.leave_room(room);
                 }
             }
             Some("send") => self.send_message(&frame, ctx),
@@ -288,12 +437,15 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.probe.started();
-        ctx.set_mailbox_capacity(256);
+        ctx.set_mailbox_capacity(MAILBOX);
         Self::send_json(
             ctx,
             &json!({"type": "hello", "user_id": self.user_id, "session_id": self.session_id}),
         );
         ctx.run_interval(HEARTBEAT_EVERY, |this, ctx| {
+            if this.lagged.load(Ordering::Relaxed) {
+                return Self::close(ctx, CloseCode::Policy, "slow consumer");
+            }
             if this.last_pong.elapsed() > CLIENT_TIMEOUT {
                 return Self::close(ctx, CloseCode::Policy, "heartbeat timeout");
             }
@@ -301,29 +453,13 @@ impl Actor for WsSession {
         });
 
         // Join the user's hub (started on demand) for their events.
-        let user_id = self.user_id;
-        let hub_probe = self.hub_probe.clone();
-        let get = GetOrStart::<UserHub> {
-            kind: user_hub::KIND,
-            id: user_id.to_string(),
-            start: Box::new(move || UserHub::new(user_id, hub_probe).start()),
-        };
-        let join = Join {
-            socket_id: self.socket_id,
-            session_id: self.session_id,
-            push: ctx.address().recipient(),
-            close: ctx.address().recipient(),
-        };
+        let (state, outlet) = (self.state.clone(), self.outlet(ctx));
         ctx.spawn(
-            self.registry
-                .send(get)
+            async move { join_hub(&state, outlet).await }
                 .into_actor(self)
-                .map(move |hub, this, ctx| match hub {
-                    Ok(hub) => {
-                        hub.do_send(join);
-                        this.hub = Some(hub);
-                    }
-                    Err(_) => Self::close(ctx, CloseCode::Error, "server busy"),
+                .map(|hub, this, ctx| match hub {
+                    Some(hub) => this.hub = Some(hub),
+                    None => Self::close(ctx, CloseCode::Error, "server busy"),
                 }),
         );
 
@@ -344,9 +480,13 @@ impl Actor for WsSession {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         if let Some(hub) = &self.hub {
-            hub.do_send(Leave {
+            hub.do_send(user_hub::Leave {
                 socket_id: self.socket_id,
             });
+        }
+        let rooms: Vec<Uuid> = self.rooms.keys().copied().collect();
+        for room in rooms {
+            self.leave_room(room);
         }
         Running::Stop
     }
@@ -384,11 +524,15 @@ impl Handler<Push> for WsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
+        self.probe.handled();
+        if self.lagged.load(Ordering::Relaxed) {
+            return Self::close(ctx, CloseCode::Policy, "slow consumer");
+        }
         let (room, seq) = match msg.room {
-            None => return ctx.text(msg.text.as_ref()),
+            None => return self.write(ctx, &msg.text, msg.published_us),
             Some(RoomFrame::Ephemeral { room }) => {
                 if self.rooms.get(&room).is_some_and(|sub| !sub.replaying) {
-                    ctx.text(msg.text.as_ref());
+                    self.write(ctx, &msg.text, msg.published_us);
                 }
                 return;
             }
@@ -399,12 +543,19 @@ impl Handler<Push> for WsSession {
         };
         if sub.replaying {
             if sub.held.len() >= MAX_REPLAY_BUFFER {
+                self.lagged.store(true, Ordering::Relaxed);
+                self.state
+                    .metrics
+                    .realtime
+                    .slow_consumers
+                    .get_or_create(&crate::telemetry::metrics::KindLabels { kind: KIND })
+                    .inc();
                 return Self::close(ctx, CloseCode::Policy, "slow consumer");
             }
             sub.held.push((seq, msg.text));
         } else if seq > sub.last_seq {
             sub.last_seq = seq;
-            ctx.text(msg.text.as_ref());
+            self.write(ctx, &msg.text, msg.published_us);
         }
     }
 }

@@ -1,61 +1,82 @@
-//! One `UserHub` per online user (while they have at least one socket on this node): fans the
-//! user's events out to every one of their sessions, and closes the sockets of a revoked
-//! session. Started on demand through the `Registry`, stops with the last socket.
+//! One `UserHub` per online user (while they have at least one socket or event stream on this
+//! node): fans the user's events out to every one of their clients, claims their presence
+//! (announced by `services::presence` on the first claim across nodes and the last release),
+//! and closes the clients of a revoked session. Started on demand through the `Registry`; it
+//! lingers `realtime.presence_grace_ms` after the last client leaves, so a reconnect does not
+//! flap the user offline and online.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix::{Actor, ActorContext, Context, Handler, Message, Recipient};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Running,
+    WrapFuture,
+};
 use uuid::Uuid;
 
+use super::outlet::{Close, Offer, Outlet, Push};
 use super::probe::ActorProbe;
+use crate::services::presence;
+use crate::state::AppState;
 
 pub const KIND: &str = "user_hub";
-
-/// Which room a frame belongs to, for sockets that forward only their subscribed rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoomFrame {
-    /// A stored message: forwarded once, in `seq` order.
-    Message { room: Uuid, seq: i64 },
-    /// Typing and the like: forwarded as they come, never replayed.
-    Ephemeral { room: Uuid },
-}
-
-/// A frame for a socket (serialised once for all the user's sockets).
-#[derive(Clone, Message)]
-#[rtype(result = "()")]
-pub struct Push {
-    pub text: Arc<str>,
-    pub room: Option<RoomFrame>,
-}
-
-/// Close a socket with this WebSocket close code and reason.
-#[derive(Clone, Message)]
-#[rtype(result = "()")]
-pub struct Close {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-struct Socket {
-    session_id: Uuid,
-    push: Recipient<Push>,
-    close: Recipient<Close>,
-}
+const MAILBOX: usize = 1024;
 
 pub struct UserHub {
     user_id: Uuid,
-    sockets: HashMap<Uuid, Socket>,
+    outlets: HashMap<Uuid, Outlet>,
     probe: ActorProbe,
+    state: actix_web::web::Data<AppState>,
+    /// This node's presence claim is held (or being taken).
+    claimed: bool,
+    grace: Duration,
 }
 
 impl UserHub {
-    pub fn new(user_id: Uuid, probe: ActorProbe) -> Self {
+    pub fn new(user_id: Uuid, state: actix_web::web::Data<AppState>) -> Self {
         Self {
             user_id,
-            sockets: HashMap::new(),
-            probe,
+            outlets: HashMap::new(),
+            probe: ActorProbe::new(&state.metrics.actors, KIND),
+            grace: Duration::from_millis(state.settings.realtime.presence_grace_ms),
+            state,
+            claimed: false,
         }
+    }
+
+    fn claim(&mut self, ctx: &mut Context<Self>) {
+        if self.claimed {
+            return;
+        }
+        self.claimed = true;
+        let (state, user) = (self.state.clone(), self.user_id);
+        ctx.wait(async move { presence::arrive(&state, user).await }.into_actor(self));
+    }
+
+    /// After the grace period with no client: release the presence claim, then stop (unless a
+    /// client joined meanwhile).
+    fn linger(&mut self, ctx: &mut Context<Self>) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            // The runtime is shutting down (no timers any more): nothing to linger for.
+            return ctx.stop();
+        }
+        ctx.run_later(self.grace, |this, ctx| {
+            if !this.outlets.is_empty() || !this.claimed {
+                return;
+            }
+            this.claimed = false;
+            let (state, user) = (this.state.clone(), this.user_id);
+            ctx.wait(
+                async move { presence::depart(&state, user).await }
+                    .into_actor(this)
+                    .map(|(), this, ctx| {
+                        if this.outlets.is_empty() {
+                            ctx.stop();
+                        }
+                    }),
+            );
+        });
     }
 }
 
@@ -63,9 +84,23 @@ impl Actor for UserHub {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
+        ctx.set_mailbox_capacity(MAILBOX);
         self.probe.started();
-        tracing::debug!(user_id = %self.user_id, "user hub started");
+        ctx.run_interval(presence::REFRESH_EVERY, |this, ctx| {
+            if this.claimed {
+                let (state, user) = (this.state.clone(), this.user_id);
+                ctx.spawn(async move { presence::arrive(&state, user).await }.into_actor(this));
+            }
+        });
+    }
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        if self.outlets.is_empty() {
+            Running::Stop
+        } else {
+            self.claim(ctx);
+            Running::Continue
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -73,33 +108,22 @@ impl Actor for UserHub {
     }
 }
 
-/// A socket of this user connected.
+/// A client of this user connected.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Join {
-    pub socket_id: Uuid,
-    pub session_id: Uuid,
-    pub push: Recipient<Push>,
-    pub close: Recipient<Close>,
-}
+pub struct Join(pub Outlet);
 
 impl Handler<Join> for UserHub {
     type Result = ();
 
-    fn handle(&mut self, msg: Join, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
         self.probe.handled();
-        self.sockets.insert(
-            msg.socket_id,
-            Socket {
-                session_id: msg.session_id,
-                push: msg.push,
-                close: msg.close,
-            },
-        );
+        self.outlets.insert(msg.0.socket_id, msg.0);
+        self.claim(ctx);
     }
 }
 
-/// A socket went away; the hub stops with the last one.
+/// A client went away; the hub lingers, then stops, once the last one has.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave {
@@ -111,47 +135,49 @@ impl Handler<Leave> for UserHub {
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         self.probe.handled();
-        self.sockets.remove(&msg.socket_id);
-        if self.sockets.is_empty() {
-            ctx.stop();
+        self.outlets.remove(&msg.socket_id);
+        if self.outlets.is_empty() {
+            self.linger(ctx);
         }
     }
 }
 
-/// An event for every socket of the user. A socket whose mailbox is full is a slow consumer:
-/// it is told to close (it resumes later from its last sequence).
+/// A frame for every client of the user.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
     pub text: Arc<str>,
-    pub room: Option<RoomFrame>,
+    pub id: Option<Arc<str>>,
+    pub published_us: i64,
 }
 
 impl Handler<Deliver> for UserHub {
     type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         self.probe.handled();
-        for socket in self.sockets.values() {
-            if socket
-                .push
-                .try_send(Push {
-                    text: msg.text.clone(),
-                    room: msg.room,
-                })
-                .is_err()
-            {
-                self.probe.dropped();
-                let _ = socket.close.try_send(Close {
-                    code: 1008,
-                    reason: "slow consumer",
-                });
+        let mut gone = Vec::new();
+        for outlet in self.outlets.values() {
+            let push = Push {
+                text: msg.text.clone(),
+                room: None,
+                id: msg.id.clone(),
+                published_us: msg.published_us,
+            };
+            if outlet.offer(push, &self.probe) == Offer::Gone {
+                gone.push(outlet.socket_id);
             }
+        }
+        for id in gone {
+            self.outlets.remove(&id);
+        }
+        if self.outlets.is_empty() {
+            self.linger(ctx);
         }
     }
 }
 
-/// A device session was revoked: its sockets close (policy violation, "session revoked").
+/// A device session was revoked: its clients close (policy violation, "session revoked").
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionRevoked {
@@ -163,12 +189,12 @@ impl Handler<SessionRevoked> for UserHub {
 
     fn handle(&mut self, msg: SessionRevoked, _: &mut Context<Self>) {
         self.probe.handled();
-        for socket in self
-            .sockets
+        for outlet in self
+            .outlets
             .values()
-            .filter(|s| s.session_id == msg.session_id)
+            .filter(|o| o.session_id == msg.session_id)
         {
-            let _ = socket.close.try_send(Close {
+            let _ = outlet.close.try_send(Close {
                 code: 1008,
                 reason: "session revoked",
             });

@@ -8,7 +8,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
-use super::{auth, chat, dashboard, health, locations, matches, parcels, trips, users, ws};
+use super::{
+    auth, chat, dashboard, health, locations, matches, notifications, parcels, trips, users, ws,
+};
 use crate::error::{FieldError, Problem};
 use crate::services::auth::{AuthResult, SessionView};
 use crate::services::health::{Check, Checks, HealthReport, Liveness, Readiness};
@@ -29,7 +31,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         dashboard::get_stats, dashboard::list_activities,
         matches::get_suggestions, matches::explain_match, matches::create_match, matches::list_matches,
         matches::get_match, matches::accept_match, matches::decline_match, matches::cancel_match,
-        ws::open_socket,
+        ws::open_socket, notifications::stream_events,
         chat::list_rooms, chat::list_messages, chat::post_message, chat::mark_read,
     ),
     components(schemas(

@@ -12,6 +12,7 @@ pub mod listing;
 pub mod locations;
 pub mod matches;
 pub mod middleware;
+pub mod notifications;
 pub mod parcels;
 pub mod routes;
 pub mod security;

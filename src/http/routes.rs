@@ -5,7 +5,10 @@
 use actix_web::http::Method;
 use actix_web::web;
 
-use super::{auth, chat, dashboard, docs, health, locations, matches, parcels, trips, users, ws};
+use super::{
+    auth, chat, dashboard, docs, health, locations, matches, notifications, parcels, trips, users,
+    ws,
+};
 
 macro_rules! route_table {
     ($($path:literal => { $($method:ident $handler:path),+ $(,)? }),* $(,)?) => {
@@ -46,6 +49,7 @@ route_table! {
     "/api/matches/{id}/decline" => { POST matches::decline_match },
     "/api/matches/{id}/cancel" => { POST matches::cancel_match },
     "/api/ws" => { GET ws::open_socket },
+    "/api/notifications/stream" => { GET notifications::stream_events },
     "/api/chat/rooms" => { GET chat::list_rooms },
     "/api/chat/rooms/{id}/messages" => { GET chat::list_messages, POST chat::post_message },
     "/api/chat/rooms/{id}/read" => { POST chat::mark_read },

@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 
 use super::extract::bearer_token;
 use super::security::BYPASS_HEADER;
-use crate::actors::session::{SessionDeps, WsSession, MAX_FRAME_BYTES};
+use crate::actors::session::{self, SessionDeps, WsSession, MAX_FRAME_BYTES};
 use crate::actors::ActorProbe;
 use crate::error::{AppError, Problem};
 use crate::services::auth;
@@ -55,9 +55,7 @@ pub async fn open_socket(
         .and_then(|v| v.to_str().ok());
     let deps = SessionDeps {
         state: state.clone(),
-        registry: state.registry.clone(),
-        probe: ActorProbe::new(&state.metrics.actors, "ws_session"),
-        hub_probe: ActorProbe::new(&state.metrics.actors, "user_hub"),
+        probe: ActorProbe::new(&state.metrics.actors, session::KIND),
         shutdown: state.shutdown.subscribe(),
         unlimited: state.limiter.bypassed_by(bypass),
     };

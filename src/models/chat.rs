@@ -190,3 +190,30 @@ pub async fn rooms_of(
         .load(conn)
         .await
 }
+
+/// The people `user` has a match (and so a room) with, newest first, at most `limit`.
+pub async fn counterparts(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    limit: i64,
+) -> QueryResult<Vec<Uuid>> {
+    let pairs: Vec<(Uuid, Uuid)> = matches::table
+        .filter(
+            matches::sender_id
+                .eq(user)
+                .or(matches::traveler_id.eq(user)),
+        )
+        .order(matches::id.desc())
+        .limit(limit)
+        .select((matches::sender_id, matches::traveler_id))
+        .load(conn)
+        .await?;
+    let mut out: Vec<Uuid> = Vec::with_capacity(pairs.len());
+    for (sender, traveler) in pairs {
+        let other = if sender == user { traveler } else { sender };
+        if !out.contains(&other) {
+            out.push(other);
+        }
+    }
+    Ok(out)
+}

@@ -172,19 +172,33 @@ pub async fn history(
     Ok(rows.into_iter().map(MessageView::from).collect())
 }
 
-/// What a subscriber resuming after `since_seq` must be sent: the room's current last sequence
-/// and the messages after `since_seq` (at most `MAX_REPLAY`; beyond, it pages with REST).
+/// What a subscriber resuming after `since_seq` must be sent.
+#[derive(Debug)]
+pub struct Replay {
+    /// The room's current last sequence.
+    pub last_seq: i64,
+    /// The messages after `since_seq` (at most `MAX_REPLAY`; beyond, the client pages with REST).
+    pub messages: Vec<MessageView>,
+    /// The room's other member (whose presence the subscriber is told).
+    pub other_member: Uuid,
+}
+
 pub async fn replay(
     state: &AppState,
     auth: AuthUser,
     room_id: Uuid,
     since_seq: i64,
-) -> Result<(i64, Vec<MessageView>), AppError> {
+) -> Result<Replay, AppError> {
     let mut conn = db::conn(&state.db).await?;
-    membership(&mut conn, room_id, auth.user_id.0).await?;
+    let me = auth.user_id.0;
+    let (_, sender, traveler, ..) = membership(&mut conn, room_id, me).await?;
     let rows = chat::after(&mut conn, room_id, since_seq.max(0), MAX_REPLAY).await?;
-    let last = chat::last_seq(&mut conn, room_id).await?;
-    Ok((last, rows.into_iter().map(MessageView::from).collect()))
+    let last_seq = chat::last_seq(&mut conn, room_id).await?;
+    Ok(Replay {
+        last_seq,
+        messages: rows.into_iter().map(MessageView::from).collect(),
+        other_member: if me == sender { traveler } else { sender },
+    })
 }
 
 pub async fn rooms(state: &AppState, auth: AuthUser) -> Result<Vec<RoomView>, AppError> {
@@ -235,6 +249,16 @@ pub async fn read(
     let (match_id, ..) = membership(&mut conn, room_id, auth.user_id.0).await?;
     chat::ensure_room(&mut conn, room_id, match_id).await?;
     let last = chat::last_seq(&mut conn, room_id).await?;
-    chat::mark_read(&mut conn, room_id, auth.user_id.0, seq.clamp(0, last)).await?;
+    let seq = seq.clamp(0, last);
+    chat::mark_read(&mut conn, room_id, auth.user_id.0, seq).await?;
+    drop(conn);
+    state
+        .events
+        .publish(Event::ChatRead {
+            room_id,
+            user_id: auth.user_id.0,
+            seq,
+        })
+        .await;
     Ok(())
 }

@@ -1,24 +1,27 @@
 //! The internal event bus. Services publish after commit; every node's subscribers (the
-//! matchmaker now, WebSocket hubs later) receive. An event is dispatched to this node's
-//! subscribers at once and published on Redis (`<prefix>ch:events`) for the other nodes, whose
-//! listener dispatches it locally; a node ignores its own echoes. Without Redis, or while it is
-//! down, local delivery goes on and the other nodes catch up from PostgreSQL (the matchmaker
-//! rebuilds its index periodically).
+//! matchmaker, and the `RedisBridge` that routes to rooms and hubs) receive. An event is
+//! dispatched to this node's subscribers at once and published on Redis (`<prefix>ch:events`)
+//! for the other nodes, whose `RedisBridge` injects it locally with [`EventBus::inject`]; a node
+//! ignores its own echoes. Without Redis, or while it is down, local delivery goes on and the
+//! other nodes catch up from PostgreSQL (chat clients by `seq`, the matchmaker by rebuilding).
+//!
+//! User-facing events (match updates, suggestions) are appended to each recipient's
+//! [`UserLog`] before they are published, so every copy carries the same id and an SSE client
+//! can resume with `Last-Event-ID` on any node.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::domain::matching::{ParcelFacts, TripFacts};
 use crate::redis::Redis;
+use crate::services::user_log::UserLog;
 
 /// Events a slow local subscriber may fall behind by before it starts losing the oldest.
 const LOCAL_CAPACITY: usize = 4096;
-const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 
 /// One suggested pair in a `suggestion` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,19 +81,97 @@ pub enum Event {
         parcel_id: Uuid,
         score: f64,
     },
+    /// A member read a room up to `seq`: for the other member's subscribed sockets.
+    ChatRead {
+        room_id: Uuid,
+        user_id: Uuid,
+        seq: i64,
+    },
+    /// A user came online (first socket on any node) or went offline (last one closed): for
+    /// the people they chat with.
+    Presence {
+        user_id: Uuid,
+        online: bool,
+        watchers: Vec<Uuid>,
+    },
+}
+
+impl Event {
+    /// The frames a user-facing event becomes, per recipient. These are logged (with ids) and
+    /// fanned out to every socket and event stream of the recipient.
+    pub fn user_frames(&self) -> Vec<(Uuid, serde_json::Value)> {
+        match self {
+            Event::MatchUpdated {
+                match_id,
+                status,
+                sender_id,
+                traveler_id,
+            } => {
+                let frame =
+                    json!({"type": "match_updated", "match_id": match_id, "status": status});
+                vec![(*sender_id, frame.clone()), (*traveler_id, frame)]
+            }
+            Event::Suggestion { user_id, items } => vec![(
+                *user_id,
+                json!({"type": "suggestion", "reason": "posted", "items": items}),
+            )],
+            Event::ParcelOnRoute {
+                user_id,
+                trip_id,
+                parcel_id,
+                score,
+            } => vec![(
+                *user_id,
+                json!({"type": "suggestion", "reason": "parcel_on_route", "items": [
+                    {"trip_id": trip_id, "parcel_id": parcel_id, "score": score}
+                ]}),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// An event as subscribers receive it: when it was published (Unix microseconds, for the
+/// publish → write latency histogram) and the log id each recipient's copy has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    pub event: Event,
+    pub at_us: i64,
+    #[serde(default)]
+    pub ids: Vec<(Uuid, String)>,
+}
+
+impl Published {
+    /// The log id of `user`'s copy of this event, if it was logged.
+    pub fn id_for(&self, user: Uuid) -> Option<&str> {
+        self.ids
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, id)| id.as_str())
+    }
+}
+
+/// Microseconds since the Unix epoch (wall clock: comparable across nodes on one host).
+pub fn now_us() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
     node: Uuid,
-    event: Event,
+    #[serde(flatten)]
+    published: Published,
 }
 
 pub struct EventBus {
     redis: Redis,
     channel: String,
     node: Uuid,
-    local: broadcast::Sender<Arc<Event>>,
+    local: broadcast::Sender<Arc<Published>>,
+    log: UserLog,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -106,6 +187,7 @@ impl EventBus {
         let channel = redis.keys().channel("events");
         let (local, _) = broadcast::channel(LOCAL_CAPACITY);
         Self {
+            log: UserLog::new(redis.clone()),
             redis,
             channel,
             node: Uuid::now_v7(),
@@ -113,21 +195,45 @@ impl EventBus {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.local.subscribe()
+    }
+
+    /// This node's id (its events' origin, its presence claims).
+    pub fn node(&self) -> Uuid {
+        self.node
+    }
+
+    /// The per-user event log (SSE resume).
+    pub fn log(&self) -> &UserLog {
+        &self.log
+    }
+
+    /// The pub/sub channel every node listens on.
+    pub fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// Delivers to this node's subscribers and, through Redis, to the other nodes'.
     pub async fn publish(&self, event: Event) {
+        let mut ids = Vec::new();
+        for (user, frame) in event.user_frames() {
+            ids.push((user, self.log.append(user, &frame).await));
+        }
+        let published = Published {
+            event,
+            at_us: now_us(),
+            ids,
+        };
         let Some(pool) = self.redis.pool() else {
-            let _ = self.local.send(Arc::new(event));
+            let _ = self.local.send(Arc::new(published));
             return;
         };
         let payload = serde_json::to_string(&Envelope {
             node: self.node,
-            event: event.clone(),
+            published: published.clone(),
         });
-        let _ = self.local.send(Arc::new(event));
+        let _ = self.local.send(Arc::new(published));
         let sent: Result<(), String> = async {
             let payload = payload.map_err(|e| e.to_string())?;
             let mut conn = pool.get().await.map_err(|e| e.to_string())?;
@@ -145,55 +251,19 @@ impl EventBus {
         }
     }
 
-    /// Listens on Redis for the other nodes' events until the process ends, reconnecting with
-    /// a bounded backoff. Nothing to do without Redis.
-    pub fn spawn_listener(self: &Arc<Self>) {
-        let Some(client) = self.redis.client() else {
-            return;
-        };
-        let bus = self.clone();
-        actix_web::rt::spawn(async move {
-            let client = match client {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "event listener: bad Redis URL");
-                    return;
-                }
-            };
-            let mut pause = Duration::from_millis(100);
-            loop {
-                match bus.listen(&client).await {
-                    Ok(()) => pause = Duration::from_millis(100),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event listener disconnected; reconnecting")
-                    }
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
+    /// Dispatches a payload received from Redis to this node's subscribers, unless this node
+    /// published it. `false` when it could not be decoded.
+    pub fn inject(&self, payload: &str) -> bool {
+        match serde_json::from_str::<Envelope>(payload) {
+            Ok(env) if env.node != self.node => {
+                let _ = self.local.send(Arc::new(env.published));
+                true
             }
-        });
-    }
-
-    async fn listen(&self, client: &redis::Client) -> Result<(), String> {
-        let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
-        pubsub
-            .subscribe(&self.channel)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::debug!(channel = %self.channel, "event listener subscribed");
-        let mut messages = pubsub.on_message();
-        while let Some(msg) = messages.next().await {
-            let Ok(payload) = msg.get_payload::<String>() else {
-                continue;
-            };
-            match serde_json::from_str::<Envelope>(&payload) {
-                Ok(env) if env.node != self.node => {
-                    let _ = self.local.send(Arc::new(env.event));
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "undecodable event on the bus"),
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable event on the bus");
+                false
             }
         }
-        Err("subscription ended".to_owned())
     }
 }

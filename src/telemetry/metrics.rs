@@ -49,6 +49,26 @@ pub struct ActorSeries {
     pub handled: Family<KindLabels, Counter>,
     pub backlog: Family<KindLabels, Gauge>,
     pub dropped: Family<KindLabels, Counter>,
+    pub sent: Family<KindLabels, Counter>,
+}
+
+/// Real-time delivery series: publish → write latency and slow consumers.
+#[derive(Debug, Clone)]
+pub struct RealtimeSeries {
+    pub fanout_latency: Histogram,
+    pub slow_consumers: Family<KindLabels, Counter>,
+    pub presence_changes: Counter,
+}
+
+impl Default for RealtimeSeries {
+    fn default() -> Self {
+        Self {
+            // 0.1 ms .. ~3.3 s
+            fanout_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            slow_consumers: Family::default(),
+            presence_changes: Counter::default(),
+        }
+    }
 }
 
 /// A snapshot of a connection pool, taken at scrape time.
@@ -67,6 +87,7 @@ pub struct Metrics {
     http_duration: HistogramFamily<RouteLabels>,
     pools: Family<PoolLabels, Gauge>,
     pub actors: ActorSeries,
+    pub realtime: RealtimeSeries,
 }
 
 impl Default for Metrics {
@@ -83,6 +104,7 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         let pools = Family::<PoolLabels, Gauge>::default();
         let actors = ActorSeries::default();
+        let realtime = RealtimeSeries::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route template and status",
@@ -119,12 +141,33 @@ impl Metrics {
             "Messages dropped because a mailbox was full or closed (slow consumers), per kind",
             actors.dropped.clone(),
         );
+        registry.register(
+            "actor_messages_sent",
+            "Messages an actor of this kind sent on (frames written, deliveries fanned out)",
+            actors.sent.clone(),
+        );
+        registry.register(
+            "fanout_latency_seconds",
+            "Time from an event's publication to its frame being written to a client",
+            realtime.fanout_latency.clone(),
+        );
+        registry.register(
+            "slow_consumers",
+            "Clients whose outbound queue filled up and were disconnected, per kind",
+            realtime.slow_consumers.clone(),
+        );
+        registry.register(
+            "presence_changes",
+            "Users who came online or went offline (as seen by this node)",
+            realtime.presence_changes.clone(),
+        );
         Self {
             registry,
             http_requests,
             http_duration,
             pools,
             actors,
+            realtime,
         }
     }
 

@@ -13,6 +13,7 @@ mod docs;
 mod errors;
 mod faults;
 mod health;
+mod live;
 mod locations;
 mod marketplace_access;
 mod matching;

@@ -1,0 +1,72 @@
+//! `GET /api/notifications/stream`: the user's events as Server-Sent Events (the same events
+//! their sockets get), resumable with `Last-Event-ID`. Authenticated like the WebSocket: bearer
+//! header, or `?access_token=` for `EventSource`, which cannot set headers.
+
+use actix::Actor;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::stream;
+use tokio::sync::mpsc;
+
+use super::extract::bearer_token;
+use super::ws::WsParams;
+use crate::actors::sse::{SseSession, QUEUE};
+use crate::error::{AppError, Problem};
+use crate::services::auth;
+use crate::services::user_log::EventId;
+use crate::state::AppState;
+
+/// Streams the user's events (`text/event-stream`; `id:` on each logged event, a comment line
+/// every 15 s).
+#[utoipa::path(get, path = "/api/notifications/stream", tag = "realtime", params(WsParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
+    responses(
+        (status = 200, description = "An endless event stream", content_type = "text/event-stream"),
+        (status = 400, description = "Malformed Last-Event-ID", body = Problem),
+        (status = 401, description = "No valid access token", body = Problem),
+    ))]
+pub async fn stream_events(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    params: web::Query<WsParams>,
+) -> Result<HttpResponse, AppError> {
+    let token = bearer_token(req.headers())
+        .map(str::to_owned)
+        .or_else(|| params.into_inner().access_token)
+        .ok_or_else(|| AppError::unauthorized("unauthorized", "Authentication is required."))?;
+    let claims = state.tokens.verify_access(&token)?;
+    let user = auth::authenticate(&state, &claims).await?;
+    let resume_after = match req.headers().get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(EventId::parse)
+                .ok_or_else(|| {
+                    AppError::bad_request(
+                        "invalid_last_event_id",
+                        "Last-Event-ID is not an id this server sent.",
+                    )
+                })?,
+        ),
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    SseSession::new(
+        user.user_id.0,
+        user.session_id.0,
+        resume_after,
+        tx,
+        state.clone(),
+    )
+    .start();
+    let body = stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}

@@ -1,0 +1,286 @@
+//! The live gateway's harder guarantees with real clients: a client that stops reading is
+//! disconnected and counted (and the server drops, not queues, what it cannot take), presence
+//! online/offline, chat room actors started on subscribe and stopped when idle, and the SSE
+//! stream delivering and resuming with `Last-Event-ID` — also on another node.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::chat::{room, subscribe};
+use crate::support::app::{TestApp, TestUser};
+use crate::support::spawn_app;
+use crate::support::ws::{self, next_json, next_of, send, ws_url};
+
+/// The value of one metrics series (0 when absent).
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/api/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls a metrics series until `pred` holds; fails after `within`.
+async fn wait_metric(app: &TestApp, series: &str, within: Duration, pred: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = metric(app, series).await;
+        if pred(v) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} stayed at {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connected(app: &TestApp, user: &TestUser) -> ws::Socket {
+    let mut socket = ws::connect(app, user).await;
+    next_of(&mut socket, "hello").await;
+    socket
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_and_counted() {
+    let app = spawn_app().await;
+    let (sender, traveler, room_id) = room(&app).await;
+
+    // The slow client: a small receive buffer, subscribes, then never reads again.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let mut req = ws_url(&app).into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", traveler.access_token).parse().unwrap(),
+    );
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut slow, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    next_of(&mut slow, "hello").await;
+    subscribe(&mut slow, &room_id, 0).await;
+
+    // The sender floods the room with large messages.
+    let mut fast = connected(&app, &sender).await;
+    let body = "x".repeat(2000);
+    let total = 900;
+    for batch in 0..total / 50 {
+        for i in 0..50 {
+            let id = format!("m{}", batch * 50 + i);
+            let frame =
+                json!({"type": "send", "room_id": room_id, "client_msg_id": id, "body": body});
+            fast.feed(Message::Text(frame.to_string().into()))
+                .await
+                .unwrap();
+        }
+        fast.flush().await.unwrap();
+        let mut acks = 0;
+        while acks < 50 {
+            let frame = next_json(&mut fast).await;
+            assert_ne!(frame["type"], "error", "{frame}");
+            if frame["type"] == "ack" {
+                acks += 1;
+            }
+        }
+    }
+
+    // Counted once, frames dropped instead of queued without bound, and the connection is cut
+    // (the kernel gives up on the shut receive window after `stalled_write_timeout_ms`).
+    wait_metric(
+        &app,
+        r#"airbar_slow_consumers_total{kind="ws_session"}"#,
+        Duration::from_secs(10),
+        |v| v == 1.0,
+    )
+    .await;
+    assert!(
+        metric(
+            &app,
+            r#"airbar_actor_messages_dropped_total{kind="chat_room"}"#
+        )
+        .await
+            > 0.0
+    );
+    wait_metric(
+        &app,
+        r#"airbar_actors_live{kind="ws_session"}"#,
+        Duration::from_secs(15),
+        |v| v == 1.0,
+    )
+    .await;
+    // The reader, woken up, finds the connection ended well short of all the messages.
+    let mut received = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = slow.next().await {
+            if msg.is_text() {
+                received += 1;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the slow client's connection ended");
+    assert!(received < total, "received {received} of {total}");
+    // The fast client is unaffected.
+    send(&mut fast, json!({"type": "ping"})).await;
+    next_of(&mut fast, "pong").await;
+}
+
+#[tokio::test]
+async fn the_other_member_sees_presence_come_and_go() {
+    let app = spawn_app().await;
+    let (sender, traveler, room_id) = room(&app).await;
+    let mut a = connected(&app, &sender).await;
+    subscribe(&mut a, &room_id, 0).await;
+    assert_eq!(
+        next_of(&mut a, "presence").await,
+        json!({"type": "presence", "user_id": traveler.id, "online": false})
+    );
+
+    let mut b = connected(&app, &traveler).await;
+    assert_eq!(
+        next_of(&mut a, "presence").await,
+        json!({"type": "presence", "user_id": traveler.id, "online": true})
+    );
+    // A second socket of the same user changes nothing; closing both, after the grace, does.
+    let mut b2 = connected(&app, &traveler).await;
+    b.close(None).await.unwrap();
+    b2.close(None).await.unwrap();
+    assert_eq!(
+        next_of(&mut a, "presence").await,
+        json!({"type": "presence", "user_id": traveler.id, "online": false})
+    );
+    assert_eq!(metric(&app, "airbar_presence_changes_total").await, 3.0);
+}
+
+#[tokio::test]
+async fn a_room_actor_lives_while_subscribed_and_stops_when_idle() {
+    let app = spawn_app().await;
+    let (sender, _, room_id) = room(&app).await;
+    let live = r#"airbar_actors_live{kind="chat_room"}"#;
+    assert_eq!(metric(&app, live).await, 0.0);
+    let mut a = connected(&app, &sender).await;
+    let mut a2 = connected(&app, &sender).await;
+    subscribe(&mut a, &room_id, 0).await;
+    subscribe(&mut a2, &room_id, 0).await;
+    assert_eq!(metric(&app, live).await, 1.0, "one actor per room");
+    send(
+        &mut a,
+        json!({"type": "unsubscribe", "channel": format!("chat:{room_id}")}),
+    )
+    .await;
+    a2.close(None).await.unwrap();
+    // room_idle_secs is 2 in tests.
+    wait_metric(&app, live, Duration::from_secs(10), |v| v == 0.0).await;
+    // A new subscriber gets a fresh room, and messages flow again.
+    subscribe(&mut a, &room_id, 0).await;
+    send(&mut a, json!({"type": "send", "room_id": room_id, "client_msg_id": "after-idle", "body": "still here"})).await;
+    assert_eq!(next_of(&mut a, "message").await["body"], "still here");
+}
+
+/// An open SSE stream, read record by record.
+struct EventStream {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    async fn open(app: &TestApp, user: &TestUser, last_event_id: Option<&str>) -> Self {
+        let mut req = reqwest::Client::new()
+            .get(app.url("/api/notifications/stream"))
+            .bearer_auth(&user.access_token);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Self {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    /// The next record with data: (id, data); comments and `retry:` are skipped.
+    async fn next(&mut self) -> (Option<String>, Value) {
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let record: String = self.buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = None;
+                for line in record.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str(v).unwrap());
+                    }
+                }
+                if let Some(data) = data {
+                    return (id, data);
+                }
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.res.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+async fn act(app: &TestApp, who: &TestUser, match_id: &str, action: &str) {
+    let res = app
+        .post_as(
+            who,
+            &format!("/api/matches/{match_id}/{action}"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{action}");
+}
+
+#[tokio::test]
+async fn the_event_stream_delivers_and_resumes_with_last_event_id_on_any_node() {
+    let app = spawn_app().await;
+    let prefix = app.settings.redis.key_prefix.clone();
+    let other_node =
+        crate::support::spawn_app_on(app.db_name.clone(), |s| s.redis.key_prefix = prefix).await;
+    let (sender, traveler, room_id) = room(&app).await;
+    let rooms: Value = app
+        .get_as(&traveler, "/api/chat/rooms")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let match_id = rooms["items"][0]["match_id"].as_str().unwrap().to_owned();
+    assert_eq!(rooms["items"][0]["room_id"], room_id.as_str());
+
+    let mut stream = EventStream::open(&app, &sender, None).await;
+    act(&app, &traveler, &match_id, "accept").await;
+    let (first_id, first) = stream.next().await;
+    assert_eq!(first["type"], "match_updated");
+    assert_eq!(first["status"], "accepted");
+    assert_eq!(first["id"].as_str(), first_id.as_deref());
+    drop(stream);
+
+    // Missed while disconnected: delivered on reconnecting, to the other node, after the id.
+    act(&app, &sender, &match_id, "cancel").await;
+    let mut resumed = EventStream::open(&other_node, &sender, first_id.as_deref()).await;
+    let (second_id, second) = resumed.next().await;
+    assert_eq!(second["status"], "cancelled");
+    assert!(second_id.is_some() && second_id != first_id);
+
+    // A malformed id is refused with a problem.
+    let res = reqwest::Client::new()
+        .get(app.url("/api/notifications/stream"))
+        .bearer_auth(&sender.access_token)
+        .header("last-event-id", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = app.get("/api/notifications/stream").await;
+    assert_eq!(res.status(), 401);
+}
