@@ -177,6 +177,8 @@ async fn a_room_actor_lives_while_subscribed_and_stops_when_idle() {
     subscribe(&mut a, &room_id, 0).await;
     send(&mut a, json!({"type": "send", "room_id": room_id, "client_msg_id": "after-idle", "body": "still here"})).await;
     assert_eq!(next_of(&mut a, "message").await["body"], "still here");
+    assert!(metric(&app, "airbar_fanout_latency_seconds_count").await >= 1.0);
+    assert!(metric(&app, r#"airbar_actor_messages_sent_total{kind="chat_room"}"#).await >= 1.0);
 }
 
 /// An open SSE stream, read record by record.
