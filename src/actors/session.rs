@@ -177,6 +177,21 @@ impl WsSession {
         }
     }
 
+    /// A room actor that stopped or failed under this socket is replaced: the socket rejoins
+    /// and replays from its last sequence, so nothing is lost.
+    fn rejoin_stopped_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let stopped: Vec<(Uuid, i64)> = self
+            .rooms
+            .iter()
+            .filter(|(_, sub)| sub.room.as_ref().is_some_and(|r| !r.connected()))
+            .map(|(id, sub)| (*id, sub.last_seq))
+            .collect();
+        for (room_id, last_seq) in stopped {
+            tracing::warn!(%room_id, "chat room actor gone under a subscriber; rejoining");
+            self.join(room_id, format!("chat:{room_id}"), last_seq, false, ctx);
+        }
+    }
+
     fn leave_room(&mut self, room_id: Uuid) {
         if let Some(room) = self.rooms.remove(&room_id).and_then(|sub| sub.room) {
             room.do_send(chat_room::Leave {
@@ -201,6 +216,20 @@ impl WsSession {
             return Self::error(ctx, "forbidden", "Unknown channel.");
         };
         let since = frame["since_seq"].as_i64().unwrap_or(0).max(0);
+        self.join(room_id, channel, since, true, ctx);
+    }
+
+    /// Joins a room's actor and replays what came after `since` (then live messages).
+    /// `announce`: a client's subscribe, answered with `subscribed` and the other member's
+    /// presence; otherwise a silent rejoin after the room's actor went away.
+    fn join(
+        &mut self,
+        room_id: Uuid,
+        channel: String,
+        since: i64,
+        announce: bool,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         self.leave_room(room_id);
         self.rooms.insert(
             room_id,
@@ -236,7 +265,9 @@ impl WsSession {
             sub.room = room;
             match result {
                 Ok(replay) if sub.room.is_some() => {
-                    Self::send_json(ctx, &json!({"type": "subscribed", "channel": channel, "last_seq": replay.last_seq}));
+                    if announce {
+                        Self::send_json(ctx, &json!({"type": "subscribed", "channel": channel, "last_seq": replay.last_seq}));
+                    }
                     let Some(sub) = this.rooms.get_mut(&room_id) else { return };
                     for m in replay.messages {
                         if m.seq > sub.last_seq {
@@ -253,7 +284,7 @@ impl WsSession {
                         }
                     }
                     sub.replaying = false;
-                    if let Some((user_id, online)) = online {
+                    if let Some((user_id, online)) = online.filter(|_| announce) {
                         Self::send_json(ctx, &json!({"type": "presence", "user_id": user_id, "online": online}));
                     }
                 }
@@ -446,6 +477,7 @@ impl Actor for WsSession {
             if this.lagged.load(Ordering::Relaxed) {
                 return Self::close(ctx, CloseCode::Policy, "slow consumer");
             }
+            this.rejoin_stopped_rooms(ctx);
             if this.last_pong.elapsed() > CLIENT_TIMEOUT {
                 return Self::close(ctx, CloseCode::Policy, "heartbeat timeout");
             }
