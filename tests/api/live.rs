@@ -351,3 +351,50 @@ async fn with_redis_down_local_delivery_goes_on_and_a_resubscribe_fills_the_gap(
     }
     assert_eq!(replayed, (2..=seen[0]).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn presence_crosses_nodes_and_counts_sockets_on_every_node() {
+    let app = spawn_app().await;
+    let prefix = app.settings.redis.key_prefix.clone();
+    let other_node =
+        crate::support::spawn_app_on(app.db_name.clone(), |s| s.redis.key_prefix = prefix).await;
+    let (sender, traveler, room_id) = room(&app).await;
+    let mut a = connected(&app, &sender).await;
+    subscribe(&mut a, &room_id, 0).await;
+    assert_eq!(next_of(&mut a, "presence").await["online"], false);
+
+    // Online through a socket on the other node...
+    let mut there = connected(&other_node, &traveler).await;
+    assert_eq!(
+        next_of(&mut a, "presence").await,
+        json!({"type": "presence", "user_id": traveler.id, "online": true})
+    );
+    // ...still online while a socket on this node remains after the other closes...
+    let mut here = connected(&app, &traveler).await;
+    there.close(None).await.unwrap();
+    // (the other node's hub has released its claim and stopped)
+    wait_metric(
+        &other_node,
+        r#"airbar_actors_live{kind="user_hub"}"#,
+        Duration::from_secs(10),
+        |v| v == 0.0,
+    )
+    .await;
+    send(&mut a, json!({"type": "ping"})).await;
+    loop {
+        let frame = next_json(&mut a).await;
+        assert_ne!(
+            frame["type"], "presence",
+            "no offline while a socket remains: {frame}"
+        );
+        if frame["type"] == "pong" {
+            break;
+        }
+    }
+    // ...and offline once the last one anywhere has closed.
+    here.close(None).await.unwrap();
+    assert_eq!(
+        next_of(&mut a, "presence").await,
+        json!({"type": "presence", "user_id": traveler.id, "online": false})
+    );
+}
