@@ -1,0 +1,1452 @@
+//! `loadgen`: load generator for the real-time gateway (issue 6, "Measure"); driven by
+//! `scripts/bench_realtime.sh`. Subcommands:
+//!
+//! ```text
+//! loadgen setup-users --base http://127.0.0.1:3201 --bypass TOKEN --users N --out FILE
+//! loadgen setup-rooms --base http://127.0.0.1:3201 --bypass TOKEN --rooms N --out FILE
+//! loadgen idle   --urls ws://h:p/api/ws[,..] [--tokens FILE] --conns N [--sources 127.0.0.2,..]
+//!                --hold SECS [--concurrency 200] [--bypass TOKEN]
+//! loadgen fanout --urls ws://h:p/api/ws[,..] (--rooms FILE | --baseline --room-count N)
+//!                [--members 5] [--rate 20] [--secs 30] [--bypass TOKEN] [--pids PID,..]
+//!                [--pg] [--redis] [--sources ..] [--concurrency 100]
+//! ```
+//!
+//! `idle` prints `IDLE_READY established=.. failed=..` once every connection attempt has ended,
+//! and `IDLE_DONE established=.. closed_by_server=.. failed=..` after `--hold` seconds (or at
+//! SIGTERM/SIGINT, whichever comes first). `fanout` ends with one line
+//! `FANOUT_RESULT {json}`.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TcpStream>;
+type Res<T> = Result<T, String>;
+
+const PASSWORD: &str = "correct horse battery";
+const BYPASS_HEADER: &str = "x-ratelimit-bypass";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+struct Args {
+    values: HashMap<String, String>,
+    flags: Vec<String>,
+}
+
+impl Args {
+    fn parse(argv: &[String]) -> Res<Self> {
+        let mut values = HashMap::new();
+        let mut flags = Vec::new();
+        let mut i = 0;
+        while i < argv.len() {
+            let Some(name) = argv[i].strip_prefix("--") else {
+                return Err(format!("unexpected argument `{}`", argv[i]));
+            };
+            match argv.get(i + 1) {
+                Some(v) if !v.starts_with("--") => {
+                    values.insert(name.to_owned(), v.clone());
+                    i += 2;
+                }
+                _ => {
+                    flags.push(name.to_owned());
+                    i += 1;
+                }
+            }
+        }
+        Ok(Self { values, flags })
+    }
+
+    fn opt(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    fn req(&self, name: &str) -> Res<&str> {
+        self.opt(name)
+            .ok_or_else(|| format!("--{name} is required"))
+    }
+
+    fn num<T: FromStr>(&self, name: &str, default: Option<T>) -> Res<T> {
+        match (self.opt(name), default) {
+            (Some(v), _) => v
+                .parse()
+                .map_err(|_| format!("--{name}: `{v}` is not a valid number")),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(format!("--{name} is required")),
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.opt(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+const USAGE: &str = "usage: loadgen <setup-users|setup-rooms|idle|fanout> [--options] \
+(see the header of examples/loadgen.rs)";
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = argv.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let args = match Args::parse(rest) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.opt("threads").and_then(|t| t.parse().ok()) {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match command.as_str() {
+            "setup-users" => setup_users(&args).await,
+            "setup-rooms" => setup_rooms(&args).await,
+            "idle" => idle(&args).await,
+            "fanout" => fanout(&args).await,
+            _ => Err(format!("unknown subcommand `{command}`\n{USAGE}")),
+        }
+    });
+    // Do not wait for sockets still closing.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..10].to_owned()
+}
+
+fn write_file(path: &str, contents: &str) -> Res<()> {
+    std::fs::write(path, contents).map_err(|e| format!("write {path}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST set-up
+
+struct Rest {
+    client: reqwest::Client,
+    base: String,
+    bypass: String,
+}
+
+impl Rest {
+    fn new(args: &Args) -> Res<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        Ok(Self {
+            client,
+            base: args.req("base")?.trim_end_matches('/').to_owned(),
+            bypass: args.opt("bypass").unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// POST with the bypass header; retries 429/503 and transport errors with backoff.
+    /// Returns the JSON body of a response with status `want` (or 200/201 when `want` is 0).
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value, want: u16) -> Res<Value> {
+        let mut last = String::new();
+        for attempt in 0..8u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+            }
+            let mut req = self
+                .client
+                .post(format!("{}{path}", self.base))
+                .header(BYPASS_HEADER, &self.bypass)
+                .json(body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("POST {path}: {e}");
+                    continue;
+                }
+            };
+            let status = res.status().as_u16();
+            let text = res.text().await.unwrap_or_default();
+            if status == want || (want == 0 && (status == 200 || status == 201)) {
+                return serde_json::from_str(&text)
+                    .map_err(|e| format!("POST {path}: bad JSON ({e}): {text}"));
+            }
+            last = format!("POST {path}: {status} {text}");
+            if status != 429 && status != 503 {
+                break;
+            }
+        }
+        Err(last)
+    }
+
+    async fn register(&self, email: &str) -> Res<String> {
+        let body = json!({"email": email, "password": PASSWORD, "display_name": "Load Gen"});
+        let v = self.post("/api/auth/register", None, &body, 201).await?;
+        v["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("register: no access_token in {v}"))
+    }
+}
+
+fn trip_body() -> Value {
+    let departure = chrono::Utc::now() + chrono::Duration::hours(48);
+    json!({
+        "origin": {"code": "LHR"},
+        "destination": {"code": "JFK"},
+        "departure_at": departure,
+        "arrival_at": departure + chrono::Duration::hours(8),
+        "capacity_grams": 5000,
+        "price_per_kg": {"amount": 1500, "currency": "EUR"},
+        "accepted_categories": ["books"],
+        "flight_number": "BA117",
+        "notes": "Hand luggage only."
+    })
+}
+
+fn parcel_body() -> Value {
+    let now = chrono::Utc::now();
+    json!({
+        "origin": {"code": "LHR"},
+        "destination": {"code": "JFK"},
+        "pickup_address": "1 Private Road, London",
+        "dropoff_address": "2 Secret Street, New York",
+        "ready_from": now + chrono::Duration::hours(1),
+        "deliver_by": now + chrono::Duration::days(10),
+        "weight_grams": 1200,
+        "dimensions_cm": [30, 20, 10],
+        "category": "books",
+        "description": "Three hardback books for my sister.",
+        "declared_value": {"amount": 6000, "currency": "EUR"},
+        "max_reward": {"amount": 4000, "currency": "EUR"},
+        "recipient": {"name": "Ann Recipient", "email": "ann@example.com", "phone": "+12125550123"}
+    })
+}
+
+const SETUP_IN_FLIGHT: usize = 16;
+
+async fn setup_users(args: &Args) -> Res<()> {
+    let rest = Rest::new(args)?;
+    let n: usize = args.num("users", None)?;
+    let out = args.req("out")?;
+    let run = run_id();
+    let started = Instant::now();
+    let done = AtomicUsize::new(0);
+    let results: Vec<Res<String>> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (rest, run, done) = (&rest, &run, &done);
+            async move {
+                let token = rest.register(&format!("lg-{run}-u{i}@example.com")).await;
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if d % 100 == 0 {
+                    println!(
+                        "setup-users: {d}/{n} ({:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                token
+            }
+        })
+        .buffer_unordered(SETUP_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut tokens = String::new();
+    let mut failed = 0;
+    for r in results {
+        match r {
+            Ok(t) => {
+                tokens.push_str(&t);
+                tokens.push('\n');
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("setup-users: {e}");
+            }
+        }
+    }
+    write_file(out, &tokens)?;
+    println!(
+        "setup-users: {} users, {failed} failed, {:.1} s -> {out}",
+        n - failed,
+        started.elapsed().as_secs_f64()
+    );
+    if failed == n {
+        return Err("no user registered".into());
+    }
+    Ok(())
+}
+
+async fn make_room(rest: &Rest, run: &str, i: usize) -> Res<Value> {
+    let sender = rest
+        .register(&format!("lg-{run}-r{i}-s@example.com"))
+        .await?;
+    let traveler = rest
+        .register(&format!("lg-{run}-r{i}-t@example.com"))
+        .await?;
+    let trip = rest
+        .post("/api/trips", Some(&traveler), &trip_body(), 201)
+        .await?;
+    let parcel = rest
+        .post("/api/parcels", Some(&sender), &parcel_body(), 201)
+        .await?;
+    let m = rest
+        .post(
+            "/api/matches",
+            Some(&sender),
+            &json!({"parcel_id": parcel["id"], "trip_id": trip["id"]}),
+            0,
+        )
+        .await?;
+    let room_id = m["room_id"]
+        .as_str()
+        .ok_or_else(|| format!("match without room_id: {m}"))?;
+    Ok(json!({"room_id": room_id, "sender_token": sender, "traveler_token": traveler}))
+}
+
+async fn setup_rooms(args: &Args) -> Res<()> {
+    let rest = Rest::new(args)?;
+    let n: usize = args.num("rooms", None)?;
+    let out = args.req("out")?;
+    let run = run_id();
+    let started = Instant::now();
+    let done = AtomicUsize::new(0);
+    let results: Vec<Res<Value>> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (rest, run, done) = (&rest, &run, &done);
+            async move {
+                let room = make_room(rest, run, i).await;
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if d % 20 == 0 {
+                    println!(
+                        "setup-rooms: {d}/{n} ({:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                room
+            }
+        })
+        .buffer_unordered(SETUP_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut rooms = Vec::new();
+    for r in results {
+        match r {
+            Ok(room) => rooms.push(room),
+            Err(e) => eprintln!("setup-rooms: {e}"),
+        }
+    }
+    let failed = n - rooms.len();
+    write_file(out, &json!({ "rooms": rooms }).to_string())?;
+    println!(
+        "setup-rooms: {} rooms, {failed} failed, {:.1} s -> {out}",
+        rooms.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if rooms.is_empty() {
+        return Err("no room created".into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket client
+
+#[derive(Clone)]
+struct Target {
+    url: String,
+    addr: SocketAddr,
+}
+
+async fn targets(args: &Args) -> Res<Vec<Target>> {
+    let mut out = Vec::new();
+    for url in args.list("urls") {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("{url}: only ws:// URLs"))?;
+        let host_port = rest.split('/').next().unwrap_or_default();
+        let addr = tokio::net::lookup_host(host_port)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{url}: no address"))?;
+        out.push(Target { url, addr });
+    }
+    if out.is_empty() {
+        return Err("--urls is required".into());
+    }
+    Ok(out)
+}
+
+fn sources(args: &Args) -> Res<Vec<IpAddr>> {
+    args.list("sources")
+        .iter()
+        .map(|s| s.parse().map_err(|_| format!("--sources: bad address {s}")))
+        .collect()
+}
+
+fn ws_config() -> WebSocketConfig {
+    // Small buffers: tens of thousands of idle sockets per process.
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+/// Opens a socket from `source` (any when `None`), authenticated by `token` when given.
+async fn open(
+    target: &Target,
+    source: Option<IpAddr>,
+    token: Option<&str>,
+    bypass: Option<&str>,
+) -> Res<Ws> {
+    let socket = if target.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {}", e.kind()))?;
+    if let Some(src) = source {
+        socket
+            .bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("bind: {}", e.kind()))?;
+    }
+    let stream = socket
+        .connect(target.addr)
+        .await
+        .map_err(|e| format!("connect: {}", e.kind()))?;
+    let _ = stream.set_nodelay(true);
+    let mut req = target
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("request: {e}"))?;
+    if let Some(t) = token {
+        let v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|e| e.to_string())?;
+        req.headers_mut().insert("authorization", v);
+    }
+    if let Some(b) = bypass {
+        let v = HeaderValue::from_str(b).map_err(|e| e.to_string())?;
+        req.headers_mut().insert(BYPASS_HEADER, v);
+    }
+    match tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config())).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            Err(format!("upgrade refused: HTTP {}", res.status().as_u16()))
+        }
+        Err(e) => Err(format!("handshake: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    client_msg_id: Option<Cow<'a, str>>,
+    seq: Option<i64>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+fn close_label(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
+    match frame {
+        Some(f) if f.reason.is_empty() => format!("close {}", u16::from(f.code)),
+        Some(f) => format!("close {} ({})", u16::from(f.code), f.reason.as_str()),
+        None => "close (no code)".to_owned(),
+    }
+}
+
+/// Reads until a text frame of type `kind`; an `error` frame or the end of the socket fails.
+async fn wait_for(ws: &mut Ws, kind: &str) -> Res<()> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let Ok(f) = serde_json::from_str::<Frame>(&t) else {
+                    continue;
+                };
+                if f.kind == kind {
+                    return Ok(());
+                }
+                if f.kind == "error" {
+                    return Err(format!(
+                        "error frame {} waiting for {kind}",
+                        f.code.unwrap_or_default()
+                    ));
+                }
+            }
+            Some(Ok(Message::Close(c))) => {
+                return Err(format!("{} waiting for {kind}", close_label(c.as_ref())))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("read error waiting for {kind}: {e}")),
+            None => return Err(format!("eof waiting for {kind}")),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally(Mutex<BTreeMap<String, u64>>);
+
+impl Tally {
+    fn add(&self, key: String) {
+        self.add_n(key, 1);
+    }
+
+    fn add_n(&self, key: String, n: u64) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry(key).or_default() += n;
+    }
+
+    fn render(&self) -> String {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn to_json(&self) -> Value {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        serde_json::to_value(&*map).unwrap_or_default()
+    }
+}
+
+fn read_tokens(args: &Args) -> Res<Vec<Arc<str>>> {
+    let Some(path) = args.opt("tokens") else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    let tokens: Vec<Arc<str>> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(Arc::from)
+        .collect();
+    if tokens.is_empty() {
+        return Err(format!("{path}: no tokens"));
+    }
+    Ok(tokens)
+}
+
+// ---------------------------------------------------------------------------------------------
+// idle
+
+#[derive(Default)]
+struct IdleStats {
+    established: AtomicUsize,
+    failed: AtomicUsize,
+    closed_by_server: AtomicUsize,
+    failures: Tally,
+    closes: Tally,
+}
+
+struct IdleConn {
+    target: Target,
+    source: Option<IpAddr>,
+    token: Option<Arc<str>>,
+    bypass: Option<Arc<str>>,
+}
+
+async fn idle_conn(
+    conn: IdleConn,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    stats: Arc<IdleStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Boxed: the handshake's state is not kept in every idle task.
+    let opened = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Box::pin(async {
+            let mut ws = open(
+                &conn.target,
+                conn.source,
+                conn.token.as_deref(),
+                conn.bypass.as_deref(),
+            )
+            .await?;
+            wait_for(&mut ws, "hello").await?;
+            Ok::<_, String>(ws)
+        }),
+    )
+    .await;
+    drop(conn);
+    // Counted before the permit goes back: `idle` reads the totals once it has every permit.
+    let mut ws = match opened {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            stats.failures.add(e);
+            return;
+        }
+        Err(_) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            stats.failures.add("timeout (30 s)".into());
+            return;
+        }
+    };
+    stats.established.fetch_add(1, Ordering::Relaxed);
+    drop(permit);
+    // Keep reading: that answers the server's pings (tungstenite queues the pong and writes it
+    // on the next read).
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(None)).await;
+                return;
+            }
+            msg = ws.next() => {
+                let end = match msg {
+                    Some(Ok(Message::Close(c))) => close_label(c.as_ref()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => format!("read error: {e}"),
+                    None => "eof".to_owned(),
+                };
+                if !*stop.borrow() {
+                    stats.closed_by_server.fetch_add(1, Ordering::Relaxed);
+                    stats.closes.add(end);
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn wait_for_signal_or(duration: Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                () = tokio::time::sleep(duration) => {}
+                _ = term.recv() => println!("idle: SIGTERM, ending the hold"),
+                _ = int.recv() => println!("idle: SIGINT, ending the hold"),
+            }
+        }
+        _ => tokio::time::sleep(duration).await,
+    }
+}
+
+async fn idle(args: &Args) -> Res<()> {
+    let targets = targets(args).await?;
+    let tokens = read_tokens(args)?;
+    let sources = sources(args)?;
+    let conns: usize = args.num("conns", None)?;
+    let hold: f64 = args.num("hold", None)?;
+    let concurrency: usize = args.num("concurrency", Some(200))?;
+    let bypass: Option<Arc<str>> = args.opt("bypass").map(Arc::from);
+    let label = args.opt("label").unwrap_or("idle").to_owned();
+
+    let stats = Arc::new(IdleStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let started = Instant::now();
+    println!(
+        "{label}: opening {conns} sockets to {} url(s) from {} source address(es), {concurrency} at a time",
+        targets.len(),
+        sources.len().max(1)
+    );
+
+    // Progress while connecting.
+    let progress = {
+        let (stats, label) = (stats.clone(), label.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let (e, f) = (
+                    stats.established.load(Ordering::Relaxed),
+                    stats.failed.load(Ordering::Relaxed),
+                );
+                println!(
+                    "{label}: progress established={e} failed={f} closed_by_server={} ({:.0} s, {:.0}/s)",
+                    stats.closed_by_server.load(Ordering::Relaxed),
+                    started.elapsed().as_secs_f64(),
+                    e as f64 / started.elapsed().as_secs_f64()
+                );
+                if e + f >= conns {
+                    return;
+                }
+            }
+        })
+    };
+
+    let mut handles = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let permit = gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let per_target = i / targets.len();
+        let conn = IdleConn {
+            target: targets[i % targets.len()].clone(),
+            source: (!sources.is_empty()).then(|| sources[per_target % sources.len()]),
+            token: (!tokens.is_empty()).then(|| tokens[per_target % tokens.len()].clone()),
+            bypass: bypass.clone(),
+        };
+        handles.push(tokio::spawn(idle_conn(
+            conn,
+            permit,
+            stats.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    // Every attempt has ended once all permits are back.
+    let _all = gate
+        .acquire_many(concurrency.max(1) as u32)
+        .await
+        .map_err(|e| e.to_string())?;
+    progress.abort();
+    let established = stats.established.load(Ordering::Relaxed);
+    let failed = stats.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        println!("{label}: failures: {}", stats.failures.render());
+    }
+    println!(
+        "{label}: all attempts done in {:.1} s ({:.0} conn/s)",
+        started.elapsed().as_secs_f64(),
+        established as f64 / started.elapsed().as_secs_f64()
+    );
+    println!("IDLE_READY established={established} failed={failed}");
+
+    wait_for_signal_or(Duration::from_secs_f64(hold)).await;
+    let closed = stats.closed_by_server.load(Ordering::Relaxed);
+    if closed > 0 {
+        println!("{label}: closed by the server: {}", stats.closes.render());
+    }
+    println!("IDLE_DONE established={established} closed_by_server={closed} failed={failed}");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all(handles),
+    )
+    .await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// fanout
+
+/// CPU time (utime + stime, clock ticks) of a process; `None` when it is gone.
+fn proc_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Ticks of every process whose `comm` is `name`, by pid.
+fn ticks_by_name(name: &str) -> HashMap<u32, u64> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            if let Some(t) = proc_ticks(pid) {
+                out.insert(pid, t);
+            }
+        }
+    }
+    out
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+#[derive(Default, Clone)]
+struct CpuSnapshot {
+    app: HashMap<u32, u64>,
+    pg: HashMap<u32, u64>,
+    redis: HashMap<u32, u64>,
+}
+
+fn cpu_snapshot(pids: &[u32], pg: bool, redis: bool) -> CpuSnapshot {
+    CpuSnapshot {
+        app: pids
+            .iter()
+            .filter_map(|p| proc_ticks(*p).map(|t| (*p, t)))
+            .collect(),
+        pg: if pg {
+            ticks_by_name("postgres")
+        } else {
+            HashMap::new()
+        },
+        redis: if redis {
+            ticks_by_name("redis-server")
+        } else {
+            HashMap::new()
+        },
+    }
+}
+
+/// Ticks spent between two snapshots (processes born in between count whole).
+fn ticks_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum()
+}
+
+fn percentile(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    f64::from(sorted[rank - 1]) / 1000.0
+}
+
+struct RoomSpec {
+    room_id: String,
+    sender: Option<Arc<str>>,
+    traveler: Option<Arc<str>>,
+}
+
+fn read_rooms(args: &Args) -> Res<Vec<RoomSpec>> {
+    if args.flag("baseline") {
+        let n: usize = args.num("room-count", None)?;
+        return Ok((0..n)
+            .map(|_| RoomSpec {
+                room_id: uuid::Uuid::new_v4().to_string(),
+                sender: None,
+                traveler: None,
+            })
+            .collect());
+    }
+    let path = args.req("rooms")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let rooms = v["rooms"]
+        .as_array()
+        .ok_or_else(|| format!("{path}: no `rooms` array"))?;
+    let mut out: Vec<RoomSpec> = rooms
+        .iter()
+        .filter_map(|r| {
+            Some(RoomSpec {
+                room_id: r["room_id"].as_str()?.to_owned(),
+                sender: Some(Arc::from(r["sender_token"].as_str()?)),
+                traveler: Some(Arc::from(r["traveler_token"].as_str()?)),
+            })
+        })
+        .collect();
+    if let Some(limit) = args.opt("room-count").and_then(|n| n.parse().ok()) {
+        out.truncate(limit);
+    }
+    if out.is_empty() {
+        return Err(format!("{path}: no rooms"));
+    }
+    Ok(out)
+}
+
+/// The per-room shared record: when each message was sent (ns since `epoch` + 1; 0 = not yet).
+struct RoomLog {
+    sent_at: Vec<AtomicU64>,
+    acked: AtomicU64,
+    receivers: AtomicU64,
+}
+
+struct Fan {
+    epoch: Instant,
+    run: String,
+    per_room: usize,
+    period: Duration,
+    rooms: Vec<RoomLog>,
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    last_delivery_ns: AtomicU64,
+}
+
+impl Fan {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The message number of one of this run's client_msg_ids.
+    fn index_of(&self, client_msg_id: &str) -> Option<usize> {
+        let (run, n) = client_msg_id.rsplit_once('-')?;
+        if run != self.run {
+            return None;
+        }
+        n.parse().ok().filter(|n| *n < self.per_room)
+    }
+}
+
+#[derive(Default)]
+struct SocketReport {
+    connected: bool,
+    failure: Option<String>,
+    received: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    foreign: u64,
+    echoes: u64,
+    acks: u64,
+    latencies_us: Vec<u32>,
+    ack_latencies_us: Vec<u32>,
+    errors: BTreeMap<String, u64>,
+    closed_by_server: Option<String>,
+    send_failures: u64,
+}
+
+struct Member {
+    room: usize,
+    room_id: String,
+    publisher: bool,
+    stagger: Duration,
+    target: Target,
+    source: Option<IpAddr>,
+    token: Option<Arc<str>>,
+    bypass: Option<Arc<str>>,
+}
+
+fn micros(ns: u64) -> u32 {
+    u32::try_from(ns / 1000).unwrap_or(u32::MAX)
+}
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+async fn member(
+    m: Member,
+    fan: Arc<Fan>,
+    gate: Arc<Semaphore>,
+    ready: mpsc::UnboundedSender<bool>,
+    mut go: watch::Receiver<Option<Instant>>,
+    mut stop: watch::Receiver<bool>,
+    done_sending: mpsc::UnboundedSender<()>,
+) -> SocketReport {
+    let mut report = SocketReport::default();
+    let permit = gate.acquire_owned().await;
+    let channel = format!("chat:{}", m.room_id);
+    let opened = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Box::pin(async {
+            let mut ws = open(&m.target, m.source, m.token.as_deref(), m.bypass.as_deref()).await?;
+            wait_for(&mut ws, "hello").await?;
+            let sub = json!({"type": "subscribe", "channel": channel, "since_seq": 0});
+            ws.send(Message::Text(Utf8Bytes::from(sub.to_string())))
+                .await
+                .map_err(|e| format!("send subscribe: {e}"))?;
+            wait_for(&mut ws, "subscribed").await?;
+            Ok::<_, String>(ws)
+        }),
+    )
+    .await;
+    drop(permit);
+    let mut ws = match opened {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            report.failure = Some(e);
+            let _ = ready.send(false);
+            if m.publisher {
+                let _ = done_sending.send(());
+            }
+            return report;
+        }
+        Err(_) => {
+            report.failure = Some("timeout (30 s)".into());
+            let _ = ready.send(false);
+            if m.publisher {
+                let _ = done_sending.send(());
+            }
+            return report;
+        }
+    };
+    report.connected = true;
+    if !m.publisher {
+        fan.rooms[m.room].receivers.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = ready.send(true);
+
+    let log = &fan.rooms[m.room];
+    let mut ticker: Option<tokio::time::Interval> = None;
+    let mut waiting_for_go = m.publisher;
+    let mut next = 0usize;
+    let mut seen = vec![false; if m.publisher { 0 } else { fan.per_room }];
+    let mut last_seq = 0i64;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                break;
+            }
+            changed = go.changed(), if waiting_for_go => {
+                if changed.is_err() {
+                    waiting_for_go = false;
+                    let _ = done_sending.send(());
+                    continue;
+                }
+                let start = *go.borrow_and_update();
+                if let Some(start) = start {
+                    waiting_for_go = false;
+                    let mut t = tokio::time::interval_at((start + m.stagger).into(), fan.period);
+                    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    ticker = Some(t);
+                }
+            }
+            () = tick(&mut ticker), if ticker.is_some() => {
+                let frame = json!({"type": "send", "room_id": m.room_id,
+                    "client_msg_id": format!("{}-{next}", fan.run),
+                    "body": format!("load test message {next} of room {}", m.room)});
+                let text = Utf8Bytes::from(frame.to_string());
+                log.sent_at[next].store(fan.now_ns() + 1, Ordering::Release);
+                if ws.send(Message::Text(text)).await.is_err() {
+                    report.send_failures += 1;
+                } else {
+                    fan.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                next += 1;
+                if next >= fan.per_room {
+                    ticker = None;
+                    let _ = done_sending.send(());
+                }
+            }
+            msg = ws.next() => {
+                let raw = match msg {
+                    Some(Ok(Message::Text(raw))) => raw,
+                    Some(Ok(Message::Close(c))) => {
+                        report.closed_by_server = Some(close_label(c.as_ref()));
+                        break;
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        report.closed_by_server = Some(format!("read error: {e}"));
+                        break;
+                    }
+                    None => {
+                        report.closed_by_server = Some("eof".into());
+                        break;
+                    }
+                };
+                let now = fan.now_ns();
+                let Ok(f) = serde_json::from_str::<Frame>(&raw) else {
+                    *report.errors.entry("unparsable frame".into()).or_default() += 1;
+                    continue;
+                };
+                match f.kind.as_ref() {
+                    "message" => {
+                        let Some(n) = f.client_msg_id.as_deref().and_then(|c| fan.index_of(c)) else {
+                            report.foreign += 1;
+                            continue;
+                        };
+                        if m.publisher {
+                            report.echoes += 1;
+                            continue;
+                        }
+                        if seen[n] {
+                            report.duplicates += 1;
+                            continue;
+                        }
+                        seen[n] = true;
+                        if let Some(seq) = f.seq {
+                            if seq <= last_seq {
+                                report.out_of_order += 1;
+                            }
+                            last_seq = last_seq.max(seq);
+                        }
+                        report.received += 1;
+                        fan.delivered.fetch_add(1, Ordering::Relaxed);
+                        fan.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
+                        let sent = log.sent_at[n].load(Ordering::Acquire);
+                        if sent > 0 {
+                            report.latencies_us.push(micros(now.saturating_sub(sent - 1)));
+                        }
+                    }
+                    "ack" => {
+                        let Some(n) = f.client_msg_id.as_deref().and_then(|c| fan.index_of(c)) else {
+                            continue;
+                        };
+                        report.acks += 1;
+                        log.acked.fetch_add(1, Ordering::Relaxed);
+                        let sent = log.sent_at[n].load(Ordering::Acquire);
+                        if sent > 0 {
+                            report.ack_latencies_us.push(micros(now.saturating_sub(sent - 1)));
+                        }
+                    }
+                    "error" => {
+                        let code = f.code.as_deref().unwrap_or("?").to_owned();
+                        *report.errors.entry(format!("error frame {code}")).or_default() += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if m.publisher && (waiting_for_go || ticker.is_some()) {
+        let _ = done_sending.send(());
+    }
+    report
+}
+
+async fn fanout(args: &Args) -> Res<()> {
+    let targets = targets(args).await?;
+    let sources = sources(args)?;
+    let rooms = read_rooms(args)?;
+    let members: usize = args.num("members", Some(5))?;
+    let rate: f64 = args.num("rate", Some(20.0))?;
+    let secs: f64 = args.num("secs", Some(30.0))?;
+    let concurrency: usize = args.num("concurrency", Some(100))?;
+    let bypass: Option<Arc<str>> = args.opt("bypass").map(Arc::from);
+    let pids: Vec<u32> = args
+        .list("pids")
+        .iter()
+        .map(|p| p.parse().map_err(|_| format!("--pids: bad pid {p}")))
+        .collect::<Res<_>>()?;
+    let (with_pg, with_redis) = (args.flag("pg"), args.flag("redis"));
+    let label = args.opt("label").unwrap_or("fanout").to_owned();
+    if members < 2 {
+        return Err("--members must be at least 2".into());
+    }
+    if rate <= 0.0 || secs <= 0.0 {
+        return Err("--rate and --secs must be positive".into());
+    }
+    let per_room = (rate * secs).round().max(1.0) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let fan = Arc::new(Fan {
+        epoch: Instant::now(),
+        run: run_id(),
+        per_room,
+        period,
+        rooms: (0..rooms.len())
+            .map(|_| RoomLog {
+                sent_at: (0..per_room).map(|_| AtomicU64::new(0)).collect(),
+                acked: AtomicU64::new(0),
+                receivers: AtomicU64::new(0),
+            })
+            .collect(),
+        sent: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        last_delivery_ns: AtomicU64::new(0),
+    });
+
+    let n_rooms = rooms.len();
+    let total_sockets = n_rooms * members;
+    println!(
+        "{label}: {n_rooms} rooms x {members} sockets ({total_sockets}), {rate} msg/s per room for {secs} s ({per_room} each), run {}",
+        fan.run
+    );
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (go_tx, go_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut handles = Vec::with_capacity(total_sockets);
+    let senders_per_room = (members / 2).max(1);
+    for (r, room) in rooms.iter().enumerate() {
+        for j in 0..members {
+            let k = r * members + j;
+            let token = if j < senders_per_room {
+                room.sender.clone()
+            } else {
+                room.traveler.clone()
+            };
+            let m = Member {
+                room: r,
+                room_id: room.room_id.clone(),
+                publisher: j == 0,
+                stagger: period.mul_f64(r as f64 / n_rooms as f64),
+                target: targets[k % targets.len()].clone(),
+                source: (!sources.is_empty()).then(|| sources[k % sources.len()]),
+                token,
+                bypass: bypass.clone(),
+            };
+            handles.push(tokio::spawn(member(
+                m,
+                fan.clone(),
+                gate.clone(),
+                ready_tx.clone(),
+                go_rx.clone(),
+                stop_rx.clone(),
+                done_tx.clone(),
+            )));
+        }
+    }
+    drop((ready_tx, done_tx, go_rx, stop_rx));
+
+    // Phase 1: every socket connected and subscribed.
+    let connect_started = Instant::now();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    while ok + failed < total_sockets {
+        match tokio::time::timeout(Duration::from_secs(120), ready_rx.recv()).await {
+            Ok(Some(true)) => ok += 1,
+            Ok(Some(false)) => failed += 1,
+            Ok(None) | Err(_) => break,
+        }
+        if (ok + failed) % 500 == 0 {
+            println!("{label}: subscribed {ok}/{total_sockets} (failed {failed})");
+        }
+    }
+    println!(
+        "{label}: {ok} sockets subscribed, {failed} failed, in {:.1} s",
+        connect_started.elapsed().as_secs_f64()
+    );
+    if ok == 0 {
+        return Err("no socket subscribed".into());
+    }
+    // Let the subscriptions' replays and hub joins settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Phase 2: send.
+    let clk = clock_ticks_per_sec();
+    let cpu_before = cpu_snapshot(&pids, with_pg, with_redis);
+    let start = Instant::now() + Duration::from_millis(100);
+    let start_ns = start.duration_since(fan.epoch).as_nanos() as u64;
+    let _ = go_tx.send(Some(start));
+    let publishers = n_rooms;
+    let mut finished = 0;
+    while finished < publishers {
+        match done_rx.recv().await {
+            Some(()) => finished += 1,
+            None => break,
+        }
+    }
+    let send_phase = start.elapsed();
+    println!(
+        "{label}: sending done in {:.1} s ({} sent); waiting up to 5 s for stragglers",
+        send_phase.as_secs_f64(),
+        fan.sent.load(Ordering::Relaxed)
+    );
+
+    // Phase 3: stragglers.
+    let expected = || -> u64 {
+        fan.rooms
+            .iter()
+            .map(|r| r.acked.load(Ordering::Relaxed) * r.receivers.load(Ordering::Relaxed))
+            .sum()
+    };
+    let acked = || -> u64 {
+        fan.rooms
+            .iter()
+            .map(|r| r.acked.load(Ordering::Relaxed))
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let sent = fan.sent.load(Ordering::Relaxed);
+        if acked() >= sent && fan.delivered.load(Ordering::Relaxed) >= expected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu_after = cpu_snapshot(&pids, with_pg, with_redis);
+    let _ = stop_tx.send(true);
+    let mut reports = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(r) = h.await {
+            reports.push(r);
+        }
+    }
+
+    // Report.
+    let sent = fan.sent.load(Ordering::Relaxed);
+    let acked = acked();
+    let expected = expected();
+    let mut latencies: Vec<u32> = Vec::new();
+    let mut ack_latencies: Vec<u32> = Vec::new();
+    let (mut received, mut dups, mut ooo, mut foreign, mut echoes, mut send_failures) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let failures = Tally::default();
+    let closes = Tally::default();
+    let errors = Tally::default();
+    for r in &mut reports {
+        received += r.received;
+        dups += r.duplicates;
+        ooo += r.out_of_order;
+        foreign += r.foreign;
+        echoes += r.echoes;
+        send_failures += r.send_failures;
+        latencies.append(&mut r.latencies_us);
+        ack_latencies.append(&mut r.ack_latencies_us);
+        if let Some(f) = r.failure.take() {
+            failures.add(f);
+        }
+        if let Some(c) = r.closed_by_server.take() {
+            closes.add(c);
+        }
+        for (k, v) in &r.errors {
+            errors.add_n(k.clone(), *v);
+        }
+    }
+    latencies.sort_unstable();
+    ack_latencies.sort_unstable();
+    let lost = expected.saturating_sub(received);
+    let last_ns = fan.last_delivery_ns.load(Ordering::Relaxed);
+    let delivery_secs = (last_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
+    let per_sec = received as f64 / delivery_secs;
+
+    let ms = |ticks: u64| ticks as f64 * 1000.0 / clk;
+    let per_1000 = |ticks: u64| {
+        if received == 0 {
+            0.0
+        } else {
+            ms(ticks) * 1000.0 / received as f64
+        }
+    };
+    let app_ticks = ticks_between(&cpu_before.app, &cpu_after.app);
+    let pg_ticks = ticks_between(&cpu_before.pg, &cpu_after.pg);
+    let redis_ticks = ticks_between(&cpu_before.redis, &cpu_after.redis);
+    let total_ticks = app_ticks + pg_ticks + redis_ticks;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+
+    println!("{label}: sockets connected={ok} failed={failed}");
+    if failed > 0 {
+        println!("{label}: connect failures: {}", failures.render());
+    }
+    println!(
+        "{label}: sent={sent} acked={acked} expected_deliveries={expected} received={received} lost={lost} duplicates={dups} out_of_order={ooo} echoes={echoes} foreign={foreign} send_failures={send_failures}"
+    );
+    println!(
+        "{label}: deliveries/s={per_sec:.0} over {delivery_secs:.2} s; latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}; ack ms p50={:.2} p99={:.2}",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+        percentile(&ack_latencies, 0.50),
+        percentile(&ack_latencies, 0.99),
+    );
+    if !pids.is_empty() || with_pg || with_redis {
+        println!(
+            "{label}: CPU ms (per 1000 deliveries): app {:.0} ({:.1}), postgres {:.0} ({:.1}), redis {:.0} ({:.1}), total {:.0} ({:.1})",
+            ms(app_ticks),
+            per_1000(app_ticks),
+            ms(pg_ticks),
+            per_1000(pg_ticks),
+            ms(redis_ticks),
+            per_1000(redis_ticks),
+            ms(total_ticks),
+            per_1000(total_ticks),
+        );
+    }
+    let closes_json = closes.to_json();
+    let errors_json = errors.to_json();
+    if closes_json.as_object().is_some_and(|o| !o.is_empty()) {
+        println!("{label}: closed by the server: {}", closes.render());
+    }
+    if errors_json.as_object().is_some_and(|o| !o.is_empty()) {
+        println!("{label}: error frames: {}", errors.render());
+    }
+    let summary = json!({
+        "label": label,
+        "rooms": n_rooms,
+        "members": members,
+        "rate": rate,
+        "secs": secs,
+        "sockets_ok": ok,
+        "sockets_failed": failed,
+        "sent": sent,
+        "acked": acked,
+        "expected_deliveries": expected,
+        "received": received,
+        "lost": lost,
+        "duplicates": dups,
+        "out_of_order": ooo,
+        "deliveries_per_sec": round(per_sec),
+        "latency_ms": {
+            "p50": percentile(&latencies, 0.50),
+            "p90": percentile(&latencies, 0.90),
+            "p99": percentile(&latencies, 0.99),
+            "max": percentile(&latencies, 1.0),
+        },
+        "ack_latency_ms": {
+            "p50": percentile(&ack_latencies, 0.50),
+            "p99": percentile(&ack_latencies, 0.99),
+        },
+        "cpu_ms": {
+            "app": round(ms(app_ticks)),
+            "postgres": round(ms(pg_ticks)),
+            "redis": round(ms(redis_ticks)),
+            "total": round(ms(total_ticks)),
+        },
+        "cpu_ms_per_1000_deliveries": {
+            "app": round(per_1000(app_ticks)),
+            "postgres": round(per_1000(pg_ticks)),
+            "redis": round(per_1000(redis_ticks)),
+            "total": round(per_1000(total_ticks)),
+        },
+        "closed_by_server": closes_json,
+        "error_frames": errors_json,
+    });
+    println!("FANOUT_RESULT {summary}");
+    Ok(())
+}
