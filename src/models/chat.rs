@@ -56,20 +56,6 @@ pub async fn ensure_room(
         .await
 }
 
-/// Hands out the room's next sequence number; the room row stays locked until commit.
-pub async fn next_seq(
-    conn: &mut AsyncPgConnection,
-    room_id: Uuid,
-    match_id: Uuid,
-) -> QueryResult<i64> {
-    ensure_room(conn, room_id, match_id).await?;
-    diesel::update(chat_rooms::table.find(room_id))
-        .set(chat_rooms::last_seq.eq(chat_rooms::last_seq + 1))
-        .returning(chat_rooms::last_seq)
-        .get_result(conn)
-        .await
-}
-
 pub async fn last_seq(conn: &mut AsyncPgConnection, room_id: Uuid) -> QueryResult<i64> {
     Ok(chat_rooms::table
         .find(room_id)
@@ -78,46 +64,6 @@ pub async fn last_seq(conn: &mut AsyncPgConnection, room_id: Uuid) -> QueryResul
         .await
         .optional()?
         .unwrap_or(0))
-}
-
-pub async fn find_by_client_id(
-    conn: &mut AsyncPgConnection,
-    room_id: Uuid,
-    sender: Uuid,
-    client_msg_id: &str,
-) -> QueryResult<Option<MessageRow>> {
-    chat_messages::table
-        .filter(chat_messages::room_id.eq(room_id))
-        .filter(chat_messages::sender_id.eq(sender))
-        .filter(chat_messages::client_msg_id.eq(client_msg_id))
-        .select(MessageRow::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn insert(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    room_id: Uuid,
-    seq: i64,
-    sender: Uuid,
-    body: &str,
-    client_msg_id: &str,
-) -> QueryResult<MessageRow> {
-    diesel::insert_into(chat_messages::table)
-        .values((
-            chat_messages::id.eq(id),
-            chat_messages::room_id.eq(room_id),
-            chat_messages::seq.eq(seq),
-            chat_messages::sender_id.eq(sender),
-            chat_messages::body.eq(body),
-            chat_messages::client_msg_id.eq(client_msg_id),
-        ))
-        .returning(MessageRow::as_returning())
-        .get_result(conn)
-        .await
 }
 
 /// Messages with `seq > after`, in order, at most `limit`.
@@ -216,4 +162,112 @@ pub async fn counterparts(
         }
     }
     Ok(out)
+}
+
+/// A message as `post_message` returns it: the row, whether this call stored it, and the
+/// room's two members.
+#[derive(Debug, QueryableByName)]
+pub struct Posted {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub room_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub sender_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub body: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub client_msg_id: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub sent_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub created: bool,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub member_sender: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub member_traveler: Uuid,
+}
+
+impl Posted {
+    pub fn row(self) -> MessageRow {
+        MessageRow {
+            id: self.id,
+            room_id: self.room_id,
+            seq: self.seq,
+            sender_id: self.sender_id,
+            body: self.body,
+            client_msg_id: self.client_msg_id,
+            sent_at: self.sent_at,
+        }
+    }
+}
+
+/// The hot path of chat, in one statement (one round trip, no explicit transaction): check the
+/// sender is a member, return the stored message for a repeated `client_msg_id`, otherwise —
+/// unless the room is read-only — bump the room's sequence under its row lock and insert.
+/// A statement is atomic, so a failed insert (a concurrent retry of the same `client_msg_id`)
+/// undoes the bump and the caller retries; sequences stay gap-free.
+const POST_MESSAGE: &str = r"
+WITH m AS (
+    SELECT id AS match_id, sender_id, traveler_id,
+           status = ANY($7) AS paid,
+           NOT (status = ANY($8)) OR updated_at > now() - make_interval(hours => $9) AS writable
+      FROM matches
+     WHERE room_id = $1 AND (sender_id = $2 OR traveler_id = $2)
+), dup AS (
+    SELECT c.id, c.room_id, c.seq, c.sender_id, c.body, c.client_msg_id, c.sent_at
+      FROM chat_messages c
+     WHERE c.room_id = $1 AND c.sender_id = $2 AND c.client_msg_id = $3
+), bump AS (
+    INSERT INTO chat_rooms (room_id, match_id, last_seq)
+    SELECT $1, m.match_id, 1 FROM m WHERE m.writable AND NOT EXISTS (SELECT 1 FROM dup)
+    ON CONFLICT (room_id) DO UPDATE SET last_seq = chat_rooms.last_seq + 1
+    RETURNING last_seq
+), ins AS (
+    INSERT INTO chat_messages (id, room_id, seq, sender_id, body, client_msg_id)
+    SELECT $4, $1, bump.last_seq, $2, CASE WHEN m.paid THEN $5 ELSE $6 END, $3 FROM bump, m
+    RETURNING id, room_id, seq, sender_id, body, client_msg_id, sent_at
+)
+SELECT ins.*, true AS created, m.sender_id AS member_sender, m.traveler_id AS member_traveler
+  FROM ins, m
+UNION ALL
+SELECT dup.*, false, m.sender_id, m.traveler_id FROM dup, m
+";
+
+/// What `post_message` needs.
+pub struct NewMessage<'a> {
+    pub id: Uuid,
+    pub room_id: Uuid,
+    pub sender: Uuid,
+    pub client_msg_id: &'a str,
+    /// The body as sent (stored once the match is paid) and with contacts masked (before).
+    pub body: &'a str,
+    pub masked_body: &'a str,
+    pub paid_statuses: &'a [&'a str],
+    pub ended_statuses: &'a [&'a str],
+    pub read_only_after_hours: i32,
+}
+
+/// Stores (or finds) a message; `None` when the sender is not a member or the room is
+/// read-only (the caller tells which).
+pub async fn post_message(
+    conn: &mut AsyncPgConnection,
+    m: &NewMessage<'_>,
+) -> QueryResult<Option<Posted>> {
+    use diesel::sql_types::{Array, Integer, Text, Uuid as SqlUuid};
+    diesel::sql_query(POST_MESSAGE)
+        .bind::<SqlUuid, _>(m.room_id)
+        .bind::<SqlUuid, _>(m.sender)
+        .bind::<Text, _>(m.client_msg_id)
+        .bind::<SqlUuid, _>(m.id)
+        .bind::<Text, _>(m.body)
+        .bind::<Text, _>(m.masked_body)
+        .bind::<Array<Text>, _>(m.paid_statuses)
+        .bind::<Array<Text>, _>(m.ended_statuses)
+        .bind::<Integer, _>(m.read_only_after_hours)
+        .get_result(conn)
+        .await
+        .optional()
 }

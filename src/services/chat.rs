@@ -3,17 +3,16 @@
 //! history after a sequence, the room list with unread counts, read markers, and the replay a
 //! resuming subscriber gets.
 
-use chrono::{Duration, Utc};
-use diesel_async::AsyncConnection;
+use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db;
 use crate::domain::chat::{mask_contacts, parse_body, parse_client_msg_id};
-use crate::domain::matching::MatchStatus;
+use crate::domain::matching::{MatchStatus, ALL_STATUSES};
 use crate::error::AppError;
-use crate::models::chat::{self, MessageRow, RoomMatch};
+use crate::models::chat::{self, MessageRow, NewMessage, RoomMatch};
 use crate::services::auth::AuthUser;
 use crate::services::events::Event;
 use crate::state::AppState;
@@ -22,7 +21,7 @@ use crate::state::AppState;
 pub const MAX_PAGE: i64 = 200;
 pub const MAX_REPLAY: i64 = 1000;
 /// A room turns read-only this long after its match ended.
-const READ_ONLY_AFTER_HOURS: i64 = 24;
+const READ_ONLY_AFTER_HOURS: i32 = 24;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MessageView {
@@ -89,6 +88,8 @@ fn paid_or_later(status: &str) -> bool {
 }
 
 /// Posts a message; a repeated `client_msg_id` returns the stored message (`false`: not new).
+/// One statement does the membership check, the dedupe, the read-only check, the sequence and
+/// the insert (see `models::chat::post_message`): this is the chat hot path.
 pub async fn post(
     state: &AppState,
     auth: AuthUser,
@@ -99,48 +100,52 @@ pub async fn post(
     let body = parse_body(body)?;
     let client_msg_id = parse_client_msg_id(client_msg_id)?;
     let me = auth.user_id.0;
-    let now = Utc::now();
+    let masked = mask_contacts(&body);
+    let paid: Vec<&str> = ALL_STATUSES
+        .iter()
+        .map(MatchStatus::as_str)
+        .filter(|s| paid_or_later(s))
+        .collect();
+    let ended: Vec<&str> = ALL_STATUSES
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(MatchStatus::as_str)
+        .collect();
+    let new = NewMessage {
+        id: Uuid::now_v7(),
+        room_id,
+        sender: me,
+        client_msg_id: &client_msg_id,
+        body: &body,
+        masked_body: &masked,
+        paid_statuses: &paid,
+        ended_statuses: &ended,
+        read_only_after_hours: READ_ONLY_AFTER_HOURS,
+    };
     let mut conn = db::conn(&state.db).await?;
-    let (message, members, created) = conn
-        .transaction(async |conn| {
-            let (match_id, sender, traveler, status, updated_at) =
-                membership(conn, room_id, me).await?;
-            if let Some(existing) =
-                chat::find_by_client_id(conn, room_id, me, &client_msg_id).await?
-            {
-                return Ok::<_, AppError>((
-                    MessageView::from(existing),
-                    vec![sender, traveler],
-                    false,
-                ));
-            }
-            let ended = MatchStatus::parse(&status).is_some_and(|s| s.is_terminal());
-            if ended && updated_at + Duration::hours(READ_ONLY_AFTER_HOURS) < now {
-                return Err(AppError::conflict(
-                    "room_read_only",
-                    "This conversation has ended.",
-                ));
-            }
-            let text = if paid_or_later(&status) {
-                body.clone()
-            } else {
-                mask_contacts(&body)
-            };
-            let seq = chat::next_seq(conn, room_id, match_id).await?;
-            let row = chat::insert(
-                conn,
-                Uuid::now_v7(),
-                room_id,
-                seq,
-                me,
-                &text,
-                &client_msg_id,
-            )
-            .await?;
-            Ok((MessageView::from(row), vec![sender, traveler], true))
-        })
-        .await?;
+    let mut retried = false;
+    let posted = loop {
+        match chat::post_message(&mut conn, &new).await {
+            // A concurrent retry of the same client_msg_id won: the next attempt finds it.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) if !retried => retried = true,
+            other => break other?,
+        }
+    };
+    let Some(posted) = posted else {
+        // Not a member (404), or a member of a room that has turned read-only.
+        membership(&mut conn, room_id, me).await?;
+        return Err(AppError::conflict(
+            "room_read_only",
+            "This conversation has ended.",
+        ));
+    };
     drop(conn);
+    let created = posted.created;
+    let members = vec![posted.member_sender, posted.member_traveler];
+    let message = MessageView::from(posted.row());
     if created {
         state
             .events

@@ -145,6 +145,74 @@ async fn a_retried_client_msg_id_is_stored_once() {
     assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
     let history: Value = app.get_as(&sender, &path).await.json().await.unwrap();
     assert_eq!(history["items"].as_array().unwrap().len(), 1);
+
+    // Concurrent retries of one new message: stored once, and the sequence keeps no gap.
+    let body = json!({"body": "Arriving at 6", "client_msg_id": "retry-2"});
+    let posts = (0..8).map(|_| app.post_as(&sender, &path, &body));
+    let mut ids = BTreeSet::new();
+    let mut created = 0;
+    for res in futures_util::future::join_all(posts).await {
+        created += u32::from(res.status() == 201);
+        assert!(
+            res.status() == 201 || res.status() == 200,
+            "{}",
+            res.status()
+        );
+        ids.insert(res.json::<Value>().await.unwrap()["seq"].as_i64().unwrap());
+    }
+    assert_eq!((created, ids), (1, BTreeSet::from([2])));
+    let next = app
+        .post_as(
+            &sender,
+            &path,
+            &json!({"body": "next", "client_msg_id": "after"}),
+        )
+        .await;
+    assert_eq!(next.json::<Value>().await.unwrap()["seq"], 3);
+}
+
+#[tokio::test]
+async fn a_room_turns_read_only_a_day_after_its_match_ended() {
+    let app = spawn_app().await;
+    let (sender, traveler, room) = room(&app).await;
+    let path = format!("/api/chat/rooms/{room}/messages");
+    let mut conn = app.db().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE matches SET status = 'cancelled', updated_at = now() - interval '23 hours' WHERE room_id = '{room}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let res = app
+        .post_as(
+            &traveler,
+            &path,
+            &json!({"body": "Sorry it did not work out", "client_msg_id": "t1"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "still open within the day");
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "UPDATE matches SET updated_at = now() - interval '25 hours' WHERE room_id = '{room}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let res = app
+        .post_as(
+            &sender,
+            &path,
+            &json!({"body": "Hello?", "client_msg_id": "s1"}),
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "room_read_only");
+    // History stays readable.
+    let history: Value = app.get_as(&sender, &path).await.json().await.unwrap();
+    assert_eq!(history["items"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
