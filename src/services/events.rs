@@ -170,6 +170,7 @@ pub struct EventBus {
     redis: Redis,
     channel: String,
     node: Uuid,
+    node_text: String,
     local: broadcast::Sender<Arc<Published>>,
     log: UserLog,
 }
@@ -186,11 +187,13 @@ impl EventBus {
     pub fn new(redis: Redis) -> Self {
         let channel = redis.keys().channel("events");
         let (local, _) = broadcast::channel(LOCAL_CAPACITY);
+        let node = Uuid::now_v7();
         Self {
             log: UserLog::new(redis.clone()),
             redis,
             channel,
-            node: Uuid::now_v7(),
+            node,
+            node_text: node.to_string(),
             local,
         }
     }
@@ -254,6 +257,14 @@ impl EventBus {
     /// Dispatches a payload received from Redis to this node's subscribers, unless this node
     /// published it. `false` when it could not be decoded.
     pub fn inject(&self, payload: &str) -> bool {
+        // This node's own echo, recognised without decoding (`node` is serialised first).
+        if payload
+            .strip_prefix(r#"{"node":""#)
+            .and_then(|rest| rest.get(..36))
+            .is_some_and(|node| node == self.node_text)
+        {
+            return true;
+        }
         match serde_json::from_str::<Envelope>(payload) {
             Ok(env) if env.node != self.node => {
                 let _ = self.local.send(Arc::new(env.published));
@@ -265,5 +276,42 @@ impl EventBus {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RedisSettings, Secret};
+
+    #[test]
+    fn a_node_skips_its_own_echo_and_takes_the_others_events() {
+        let settings = RedisSettings {
+            url: Secret::new(String::new()),
+            key_prefix: "t:".into(),
+            pool_max_size: 1,
+            timeout_ms: 100,
+        };
+        let bus = EventBus::new(Redis::new(&settings).unwrap());
+        let mut rx = bus.subscribe();
+        let event = Event::TripRemoved {
+            trip_id: Uuid::now_v7(),
+        };
+        let envelope = |node| {
+            serde_json::to_string(&Envelope {
+                node,
+                published: Published {
+                    event: event.clone(),
+                    at_us: 1,
+                    ids: Vec::new(),
+                },
+            })
+            .unwrap()
+        };
+        assert!(bus.inject(&envelope(bus.node())));
+        assert!(rx.try_recv().is_err(), "own echo ignored");
+        assert!(bus.inject(&envelope(Uuid::now_v7())));
+        assert_eq!(rx.try_recv().unwrap().event, event);
+        assert!(!bus.inject("{not json"));
     }
 }
