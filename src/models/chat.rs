@@ -204,37 +204,10 @@ impl Posted {
     }
 }
 
-/// The hot path of chat, in one statement (one round trip, no explicit transaction): check the
-/// sender is a member, return the stored message for a repeated `client_msg_id`, otherwise —
-/// unless the room is read-only — bump the room's sequence under its row lock and insert.
-/// A statement is atomic, so a failed insert (a concurrent retry of the same `client_msg_id`)
-/// undoes the bump and the caller retries; sequences stay gap-free.
-const POST_MESSAGE: &str = r"
-WITH m AS (
-    SELECT id AS match_id, sender_id, traveler_id,
-           status = ANY($7) AS paid,
-           NOT (status = ANY($8)) OR updated_at > now() - make_interval(hours => $9) AS writable
-      FROM matches
-     WHERE room_id = $1 AND (sender_id = $2 OR traveler_id = $2)
-), dup AS (
-    SELECT c.id, c.room_id, c.seq, c.sender_id, c.body, c.client_msg_id, c.sent_at
-      FROM chat_messages c
-     WHERE c.room_id = $1 AND c.sender_id = $2 AND c.client_msg_id = $3
-), bump AS (
-    INSERT INTO chat_rooms (room_id, match_id, last_seq)
-    SELECT $1, m.match_id, 1 FROM m WHERE m.writable AND NOT EXISTS (SELECT 1 FROM dup)
-    ON CONFLICT (room_id) DO UPDATE SET last_seq = chat_rooms.last_seq + 1
-    RETURNING last_seq
-), ins AS (
-    INSERT INTO chat_messages (id, room_id, seq, sender_id, body, client_msg_id)
-    SELECT $4, $1, bump.last_seq, $2, CASE WHEN m.paid THEN $5 ELSE $6 END, $3 FROM bump, m
-    RETURNING id, room_id, seq, sender_id, body, client_msg_id, sent_at
-)
-SELECT ins.*, true AS created, m.sender_id AS member_sender, m.traveler_id AS member_traveler
-  FROM ins, m
-UNION ALL
-SELECT dup.*, false, m.sender_id, m.traveler_id FROM dup, m
-";
+/// The hot path of chat: `airbar_post_message` (migration `000006_post_message`) checks
+/// membership, dedupes, checks the room is writable, bumps the sequence and inserts, in one
+/// statement with a plan cached per connection.
+const POST_MESSAGE: &str = "SELECT * FROM airbar_post_message($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// What `post_message` needs.
 pub struct NewMessage<'a> {
