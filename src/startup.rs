@@ -98,8 +98,13 @@ impl Application {
             redis.clone(),
             events.node(),
         ));
+        let chat_writer = Arc::new(crate::services::chat_writer::ChatWriter::start(
+            db.clone(),
+            crate::services::chat::room_rules(),
+        ));
         let state = web::Data::new(AppState {
             presence,
+            chat_writer,
             settings: settings.clone(),
             environment,
             db,

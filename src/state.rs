@@ -27,6 +27,7 @@ pub struct AppState {
     pub matchmaker: Addr<Matchmaker>,
     pub events: Arc<crate::services::events::EventBus>,
     pub presence: Arc<crate::services::presence::Presence>,
+    pub chat_writer: Arc<crate::services::chat_writer::ChatWriter>,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub limiter: Arc<RateLimiter>,

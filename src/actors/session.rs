@@ -4,7 +4,7 @@
 //! subscribed channel, and closes with 1001 when the node shuts down. Its outbound queue is its
 //! bounded mailbox: a full one makes it a slow consumer (see `outlet`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::chat_room::{self, ChatRoom};
 use super::outlet::{Close, Outlet, Push, RoomFrame};
 use super::probe::ActorProbe;
-use super::registry::GetOrStart;
+use super::registry::{Forward, GetOrStart};
 use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
@@ -80,16 +80,24 @@ async fn join_room(
     None
 }
 
-/// Live messages held back while a subscription's replay is in flight; more is a slow room.
+/// Live messages held back (during a subscription's replay, or waiting for an earlier `seq`
+/// that is still on its way); more is a slow consumer.
 const MAX_REPLAY_BUFFER: usize = 1000;
 
 /// A chat room this socket follows: messages are forwarded once, in sequence order.
 struct RoomSub {
     replaying: bool,
     last_seq: i64,
-    held: Vec<(i64, Arc<str>)>,
+    /// seq → (frame, published µs), delivered once everything before it has been.
+    held: BTreeMap<i64, (Arc<str>, i64)>,
+    /// A gap check is scheduled.
+    gap_check: bool,
     room: Option<Addr<ChatRoom>>,
 }
+
+/// How long a message waits for an earlier one still on its way (another node may publish
+/// later than it committed) before the missing ones are read from the database.
+const GAP_WAIT: Duration = Duration::from_millis(300);
 
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -177,6 +185,63 @@ impl WsSession {
         }
     }
 
+    /// Delivers a room's held messages that are next in sequence; if some wait behind a gap,
+    /// schedules a check that reads the missing ones from the database if they do not arrive.
+    fn flush_room(&mut self, room: Uuid, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(sub) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let mut ready = Vec::new();
+        while let Some(entry) = sub.held.first_entry() {
+            let seq = *entry.key();
+            if seq > sub.last_seq + 1 {
+                break;
+            }
+            let frame = entry.remove();
+            if seq == sub.last_seq + 1 {
+                sub.last_seq = seq;
+                ready.push(frame);
+            }
+        }
+        let schedule = !sub.held.is_empty() && !sub.gap_check;
+        if schedule {
+            sub.gap_check = true;
+        }
+        for (text, published_us) in ready {
+            self.write(ctx, &text, published_us);
+        }
+        if schedule {
+            ctx.run_later(GAP_WAIT, move |this, ctx| this.fill_gap(room, ctx));
+        }
+    }
+
+    /// The gap before a room's held messages did not fill by itself: read it from PostgreSQL.
+    fn fill_gap(&mut self, room: Uuid, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(sub) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        sub.gap_check = false;
+        let Some(&first) = sub.held.keys().next() else {
+            return;
+        };
+        if first == sub.last_seq + 1 {
+            return self.flush_room(room, ctx);
+        }
+        let (after, missing) = (sub.last_seq, first - sub.last_seq - 1);
+        let (state, auth) = (self.state.clone(), self.auth());
+        let fetch = async move { chat::history(&state, auth, room, after, missing).await };
+        ctx.spawn(fetch.into_actor(self).map(move |result, this, ctx| {
+            if let (Ok(messages), Some(sub)) = (result, this.rooms.get_mut(&room)) {
+                for m in messages.into_iter().filter(|m| m.seq > sub.last_seq) {
+                    sub.held
+                        .entry(m.seq)
+                        .or_insert_with(|| (Arc::from(m.frame().to_string()), 0));
+                }
+            }
+            this.flush_room(room, ctx);
+        }));
+    }
+
     /// A room actor that stopped or failed under this socket is replaced: the socket rejoins
     /// and replays from its last sequence, so nothing is lost.
     fn rejoin_stopped_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -236,7 +301,8 @@ impl WsSession {
             RoomSub {
                 replaying: true,
                 last_seq: since,
-                held: Vec::new(),
+                held: BTreeMap::new(),
+                gap_check: false,
                 room: None,
             },
         );
@@ -275,15 +341,8 @@ impl WsSession {
                             ctx.text(m.frame().to_string());
                         }
                     }
-                    let mut held = std::mem::take(&mut sub.held);
-                    held.sort_by_key(|(seq, _)| *seq);
-                    for (seq, text) in held {
-                        if seq > sub.last_seq {
-                            sub.last_seq = seq;
-                            ctx.text(text.as_ref());
-                        }
-                    }
                     sub.replaying = false;
+                    this.flush_room(room_id, ctx);
                     if let Some((user_id, online)) = online.filter(|_| announce) {
                         Self::send_json(ctx, &json!({"type": "presence", "user_id": user_id, "online": online}));
                     }
@@ -511,10 +570,17 @@ impl Actor for WsSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        if let Some(hub) = &self.hub {
-            hub.do_send(user_hub::Leave {
-                socket_id: self.socket_id,
-            });
+        let leave = user_hub::Leave {
+            socket_id: self.socket_id,
+        };
+        match &self.hub {
+            Some(hub) => hub.do_send(leave),
+            // Still joining: the registry knows the hub the join went to.
+            None => self.state.registry.do_send(Forward::<UserHub, _>::new(
+                user_hub::KIND,
+                self.user_id.to_string(),
+                leave,
+            )),
         }
         let rooms: Vec<Uuid> = self.rooms.keys().copied().collect();
         for room in rooms {
@@ -573,7 +639,10 @@ impl Handler<Push> for WsSession {
         let Some(sub) = self.rooms.get_mut(&room) else {
             return;
         };
-        if sub.replaying {
+        if seq <= sub.last_seq {
+            return; // already delivered
+        }
+        if !sub.held.contains_key(&seq) {
             if sub.held.len() >= MAX_REPLAY_BUFFER {
                 self.lagged.store(true, Ordering::Relaxed);
                 self.state
@@ -584,10 +653,10 @@ impl Handler<Push> for WsSession {
                     .inc();
                 return Self::close(ctx, CloseCode::Policy, "slow consumer");
             }
-            sub.held.push((seq, msg.text));
-        } else if seq > sub.last_seq {
-            sub.last_seq = seq;
-            self.write(ctx, &msg.text, msg.published_us);
+            sub.held.insert(seq, (msg.text, msg.published_us));
+        }
+        if !sub.replaying {
+            self.flush_room(room, ctx);
         }
     }
 }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::outlet::{Close, Outlet, Push};
 use super::probe::ActorProbe;
+use super::registry::Forward;
 use super::session::join_hub;
 use super::user_hub::{self, UserHub};
 use crate::services::events::now_us;
@@ -218,10 +219,17 @@ impl Actor for SseSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        if let Some(hub) = &self.hub {
-            hub.do_send(user_hub::Leave {
-                socket_id: self.socket_id,
-            });
+        let leave = user_hub::Leave {
+            socket_id: self.socket_id,
+        };
+        match &self.hub {
+            Some(hub) => hub.do_send(leave),
+            // Still joining: the registry knows the hub the join went to.
+            None => self.state.registry.do_send(Forward::<UserHub, _>::new(
+                user_hub::KIND,
+                self.user_id.to_string(),
+                leave,
+            )),
         }
         Running::Stop
     }

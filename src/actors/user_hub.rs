@@ -87,6 +87,11 @@ impl Actor for UserHub {
         ctx.set_mailbox_capacity(MAILBOX);
         self.probe.started();
         ctx.run_interval(presence::REFRESH_EVERY, |this, ctx| {
+            // Clients that went away without a Leave reaching here.
+            this.outlets.retain(|_, o| o.push.connected());
+            if this.outlets.is_empty() {
+                this.linger(ctx);
+            }
             if this.claimed {
                 let (state, user) = (this.state.clone(), this.user_id);
                 ctx.spawn(async move { presence::arrive(&state, user).await }.into_actor(this));
@@ -118,6 +123,13 @@ impl Handler<Join> for UserHub {
 
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
         self.probe.handled();
+        if !msg.0.push.connected() {
+            // The client closed while joining.
+            if self.outlets.is_empty() {
+                self.linger(ctx);
+            }
+            return;
+        }
         self.outlets.insert(msg.0.socket_id, msg.0);
         self.claim(ctx);
     }

@@ -209,15 +209,22 @@ impl Posted {
 /// statement with a plan cached per connection.
 const POST_MESSAGE: &str = "SELECT * FROM airbar_post_message($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-/// What `post_message` needs.
-pub struct NewMessage<'a> {
+/// A message to store (see `post_message`).
+#[derive(Debug, Clone)]
+pub struct Draft {
     pub id: Uuid,
     pub room_id: Uuid,
     pub sender: Uuid,
-    pub client_msg_id: &'a str,
+    pub client_msg_id: String,
     /// The body as sent (stored once the match is paid) and with contacts masked (before).
-    pub body: &'a str,
-    pub masked_body: &'a str,
+    pub body: String,
+    pub masked_body: String,
+}
+
+/// Which match statuses show contact details, which have ended, and how long an ended
+/// match's room stays writable.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomRules<'a> {
     pub paid_statuses: &'a [&'a str],
     pub ended_statuses: &'a [&'a str],
     pub read_only_after_hours: i32,
@@ -227,20 +234,62 @@ pub struct NewMessage<'a> {
 /// read-only (the caller tells which).
 pub async fn post_message(
     conn: &mut AsyncPgConnection,
-    m: &NewMessage<'_>,
+    m: &Draft,
+    rules: RoomRules<'_>,
 ) -> QueryResult<Option<Posted>> {
     use diesel::sql_types::{Array, Integer, Text, Uuid as SqlUuid};
     diesel::sql_query(POST_MESSAGE)
         .bind::<SqlUuid, _>(m.room_id)
         .bind::<SqlUuid, _>(m.sender)
-        .bind::<Text, _>(m.client_msg_id)
+        .bind::<Text, _>(&m.client_msg_id)
         .bind::<SqlUuid, _>(m.id)
-        .bind::<Text, _>(m.body)
-        .bind::<Text, _>(m.masked_body)
-        .bind::<Array<Text>, _>(m.paid_statuses)
-        .bind::<Array<Text>, _>(m.ended_statuses)
-        .bind::<Integer, _>(m.read_only_after_hours)
+        .bind::<Text, _>(&m.body)
+        .bind::<Text, _>(&m.masked_body)
+        .bind::<Array<Text>, _>(rules.paid_statuses)
+        .bind::<Array<Text>, _>(rules.ended_statuses)
+        .bind::<Integer, _>(rules.read_only_after_hours)
         .get_result(conn)
         .await
         .optional()
+}
+
+/// One row of `post_messages`: the stored or found message and its draft's index (0-based).
+#[derive(Debug, QueryableByName)]
+pub struct BatchPosted {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub idx: i32,
+    #[diesel(embed)]
+    pub posted: Posted,
+}
+
+const POST_MESSAGES: &str =
+    "SELECT * FROM airbar_post_messages($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Stores (or finds) a batch of messages in one statement and one commit (migration
+/// `000007_post_messages`). `drafts` must be sorted by room (lock order). A draft with no row
+/// in the result was refused.
+pub async fn post_messages(
+    conn: &mut AsyncPgConnection,
+    drafts: &[Draft],
+    rules: RoomRules<'_>,
+) -> QueryResult<Vec<BatchPosted>> {
+    use diesel::sql_types::{Array, Integer, Text, Uuid as SqlUuid};
+    let column = |f: fn(&Draft) -> Uuid| drafts.iter().map(f).collect::<Vec<_>>();
+    let text = |f: fn(&Draft) -> &str| drafts.iter().map(f).collect::<Vec<_>>();
+    let mut rows: Vec<BatchPosted> = diesel::sql_query(POST_MESSAGES)
+        .bind::<Array<SqlUuid>, _>(column(|d| d.room_id))
+        .bind::<Array<SqlUuid>, _>(column(|d| d.sender))
+        .bind::<Array<Text>, _>(text(|d| &d.client_msg_id))
+        .bind::<Array<SqlUuid>, _>(column(|d| d.id))
+        .bind::<Array<Text>, _>(text(|d| &d.body))
+        .bind::<Array<Text>, _>(text(|d| &d.masked_body))
+        .bind::<Array<Text>, _>(rules.paid_statuses)
+        .bind::<Array<Text>, _>(rules.ended_statuses)
+        .bind::<Integer, _>(rules.read_only_after_hours)
+        .load(conn)
+        .await?;
+    for row in &mut rows {
+        row.idx -= 1;
+    }
+    Ok(rows)
 }

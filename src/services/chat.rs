@@ -3,6 +3,8 @@
 //! history after a sequence, the room list with unread counts, read markers, and the replay a
 //! resuming subscriber gets.
 
+use std::sync::LazyLock;
+
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -12,7 +14,7 @@ use crate::db;
 use crate::domain::chat::{mask_contacts, parse_body, parse_client_msg_id};
 use crate::domain::matching::{MatchStatus, ALL_STATUSES};
 use crate::error::AppError;
-use crate::models::chat::{self, MessageRow, NewMessage, RoomMatch};
+use crate::models::chat::{self, Draft, MessageRow, RoomMatch, RoomRules};
 use crate::services::auth::AuthUser;
 use crate::services::events::Event;
 use crate::state::AppState;
@@ -80,6 +82,30 @@ async fn membership(
         .ok_or_else(AppError::not_found)
 }
 
+static PAID: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    ALL_STATUSES
+        .iter()
+        .map(MatchStatus::as_str)
+        .filter(|s| paid_or_later(s))
+        .collect()
+});
+static ENDED: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    ALL_STATUSES
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(MatchStatus::as_str)
+        .collect()
+});
+
+/// The rules the database applies when storing a message.
+pub fn room_rules() -> RoomRules<'static> {
+    RoomRules {
+        paid_statuses: &PAID,
+        ended_statuses: &ENDED,
+        read_only_after_hours: READ_ONLY_AFTER_HOURS,
+    }
+}
+
 fn paid_or_later(status: &str) -> bool {
     matches!(
         status,
@@ -89,7 +115,8 @@ fn paid_or_later(status: &str) -> bool {
 
 /// Posts a message; a repeated `client_msg_id` returns the stored message (`false`: not new).
 /// One statement does the membership check, the dedupe, the read-only check, the sequence and
-/// the insert (see `models::chat::post_message`): this is the chat hot path.
+/// the insert (see `models::chat::post_message`), batched with other posts by the node's
+/// `ChatWriter` (group commit): this is the chat hot path.
 pub async fn post(
     state: &AppState,
     auth: AuthUser,
@@ -100,49 +127,24 @@ pub async fn post(
     let body = parse_body(body)?;
     let client_msg_id = parse_client_msg_id(client_msg_id)?;
     let me = auth.user_id.0;
-    let masked = mask_contacts(&body);
-    let paid: Vec<&str> = ALL_STATUSES
-        .iter()
-        .map(MatchStatus::as_str)
-        .filter(|s| paid_or_later(s))
-        .collect();
-    let ended: Vec<&str> = ALL_STATUSES
-        .iter()
-        .filter(|s| s.is_terminal())
-        .map(MatchStatus::as_str)
-        .collect();
-    let new = NewMessage {
+    let draft = Draft {
         id: Uuid::now_v7(),
         room_id,
         sender: me,
-        client_msg_id: &client_msg_id,
-        body: &body,
-        masked_body: &masked,
-        paid_statuses: &paid,
-        ended_statuses: &ended,
-        read_only_after_hours: READ_ONLY_AFTER_HOURS,
+        masked_body: mask_contacts(&body),
+        body,
+        client_msg_id,
     };
-    let mut conn = db::conn(&state.db).await?;
-    let mut retried = false;
-    let posted = loop {
-        match chat::post_message(&mut conn, &new).await {
-            // A concurrent retry of the same client_msg_id won: the next attempt finds it.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) if !retried => retried = true,
-            other => break other?,
-        }
-    };
+    let posted = state.chat_writer.post(draft).await?;
     let Some(posted) = posted else {
         // Not a member (404), or a member of a room that has turned read-only.
+        let mut conn = db::conn(&state.db).await?;
         membership(&mut conn, room_id, me).await?;
         return Err(AppError::conflict(
             "room_read_only",
             "This conversation has ended.",
         ));
     };
-    drop(conn);
     let created = posted.created;
     let members = vec![posted.member_sender, posted.member_traveler];
     let message = MessageView::from(posted.row());

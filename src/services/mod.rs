@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod auth;
 pub mod chat;
+pub mod chat_writer;
 pub mod dashboard;
 pub mod events;
 pub mod health;

@@ -301,7 +301,7 @@ async fn post_message(node: &TestApp, sender: &TestUser, room_id: &str, id: &str
 }
 
 #[tokio::test]
-async fn with_redis_down_local_delivery_goes_on_and_a_resubscribe_fills_the_gap() {
+async fn with_redis_down_local_delivery_goes_on_and_the_gap_is_filled_when_it_returns() {
     let proxy = crate::support::proxy::Proxy::start("127.0.0.1:6379").await;
     let port = proxy.port;
     let app = crate::support::spawn_app_with(|s| {
@@ -327,29 +327,38 @@ async fn with_redis_down_local_delivery_goes_on_and_a_resubscribe_fills_the_gap(
     post_message(&other_node, &sender, &room_id, "remote-2").await;
 
     proxy.restore();
-    // Live cross-node delivery resumes by itself (the bridge reconnects within seconds)...
-    let mut seen = Vec::new();
+    // Live cross-node delivery resumes by itself (the bridge reconnects within seconds); the
+    // first message to arrive exposes the gap, which the server reads back from PostgreSQL:
+    // the client gets every message, in order, once.
+    let mut last_posted = 2;
+    let mut first = None;
     for i in 0..30 {
         post_message(&other_node, &sender, &room_id, &format!("probe-{i}")).await;
+        last_posted += 1;
         if let Ok(frame) =
             tokio::time::timeout(Duration::from_millis(500), next_of(&mut b, "message")).await
         {
-            seen.push(frame["seq"].as_i64().unwrap());
+            first = Some(frame);
             break;
         }
     }
-    assert!(!seen.is_empty(), "cross-node delivery resumed");
-    assert!(
-        seen[0] > 2,
-        "seq 2 was missed live: the client sees the gap"
+    let first = first.expect("cross-node delivery resumed");
+    assert_eq!(
+        first["body"], "message remote-2",
+        "the missed message comes first"
     );
-    // ...and the client fills the gap by resubscribing from its last contiguous seq.
+    let mut seqs = vec![first["seq"].as_i64().unwrap()];
+    while seqs.last() != Some(&last_posted) {
+        seqs.push(next_of(&mut b, "message").await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (2..=last_posted).collect::<Vec<_>>());
+    // A client may also fill gaps itself: a resubscribe replays from its last seq.
     subscribe(&mut b, &room_id, 1).await;
     let mut replayed = Vec::new();
-    while replayed.last() != Some(&seen[0]) {
+    while replayed.last() != Some(&last_posted) {
         replayed.push(next_of(&mut b, "message").await["seq"].as_i64().unwrap());
     }
-    assert_eq!(replayed, (2..=seen[0]).collect::<Vec<_>>());
+    assert_eq!(replayed, (2..=last_posted).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -397,4 +406,70 @@ async fn presence_crosses_nodes_and_counts_sockets_on_every_node() {
         next_of(&mut a, "presence").await,
         json!({"type": "presence", "user_id": traveler.id, "online": false})
     );
+}
+
+#[tokio::test]
+async fn a_message_arriving_ahead_of_an_earlier_one_waits_and_the_gap_is_read_back() {
+    let app = spawn_app().await;
+    // A node on the same database but another bus: what it stores is never published here.
+    let elsewhere = crate::support::spawn_app_on(app.db_name.clone(), |s| {
+        s.redis.key_prefix = format!("{}elsewhere:", s.redis.key_prefix);
+    })
+    .await;
+    let (sender, traveler, room_id) = room(&app).await;
+    let mut b = connected(&app, &traveler).await;
+    subscribe(&mut b, &room_id, 0).await;
+    post_message(&app, &sender, &room_id, "one").await;
+    assert_eq!(next_of(&mut b, "message").await["seq"], 1);
+
+    // Seq 2 and 3 are stored; only 3's event reaches this node's bus (crafted here, as another
+    // node would publish it), ahead of 2's, which never comes.
+    post_message(&elsewhere, &sender, &room_id, "two").await;
+    let path = format!("/api/chat/rooms/{room_id}/messages");
+    let three: Value = elsewhere
+        .post_as(
+            &sender,
+            &path,
+            &json!({"body": "three", "client_msg_id": "three"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut frame = three.clone();
+    frame["type"] = json!("message");
+    let envelope = json!({
+        "node": uuid::Uuid::now_v7(),
+        "event": {"type": "chat_message", "members": [sender.id, traveler.id], "message": frame},
+        "at_us": 0,
+    });
+    let client = redis::Client::open(app.settings.redis.url.expose()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let channel = format!("{}ch:events", app.settings.redis.key_prefix);
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(envelope.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // The socket delivers 2 (read back from PostgreSQL) before 3, each once.
+    let m = next_of(&mut b, "message").await;
+    assert_eq!(
+        (m["seq"].as_i64(), m["body"].as_str()),
+        (Some(2), Some("message two"))
+    );
+    let m = next_of(&mut b, "message").await;
+    assert_eq!(
+        (m["seq"].as_i64(), m["body"].as_str()),
+        (Some(3), Some("three"))
+    );
+    send(&mut b, json!({"type": "ping"})).await;
+    loop {
+        let frame = next_json(&mut b).await;
+        assert_ne!(frame["type"], "message", "no duplicate: {frame}");
+        if frame["type"] == "pong" {
+            break;
+        }
+    }
 }
