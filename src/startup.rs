@@ -168,9 +168,12 @@ impl Application {
         })
         .on_connect(move |conn, _| {
             // Slow consumers that stop reading altogether are cut by the kernel (see
-            // `actors::outlet`).
+            // `actors::outlet`), and the send buffer may be capped.
             if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
                 let socket = socket2::SockRef::from(tcp);
+                // Small frames go out at once (Nagle would hold an ack behind the message
+                // frame before it until the client's delayed ACK, ~40 ms).
+                let _ = socket.set_tcp_nodelay(true);
                 let _ = socket.set_tcp_user_timeout(Some(stalled));
                 if send_buffer > 0 {
                     let _ = socket.set_send_buffer_size(send_buffer);
