@@ -14,7 +14,7 @@ export AIRBAR__RATE_LIMIT__IP_PER_MINUTE=100000000 AIRBAR__RATE_LIMIT__USER_PER_
 export AIRBAR__RATE_LIMIT__AUTH_PER_MINUTE=100000000 AIRBAR__AUTH__MAX_SESSIONS_PER_USER=1000000
 
 cargo build --release --quiet
-./target/release/airbar serve >/tmp/airbar-bench.log 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/release/airbar serve >/tmp/airbar-bench.log 2>&1 &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; psql -qh 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null' EXIT
 BASE=http://127.0.0.1:$PORT

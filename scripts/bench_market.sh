@@ -15,7 +15,7 @@ export AIRBAR_ENV=development DATABASE_URL=postgres://postgres@127.0.0.1:5432/$D
 export AIRBAR__TELEMETRY__LOG_FILTER=warn,airbar::startup=info AIRBAR__RATE_LIMIT__BYPASS_TOKEN=$BYPASS
 
 cargo build --release --quiet
-./target/release/airbar serve >/tmp/airbar-bench-market.log 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/release/airbar serve >/tmp/airbar-bench-market.log 2>&1 &
 PID=$!
 cleanup() {
   kill -TERM $PID 2>/dev/null || true; wait $PID 2>/dev/null || true
@@ -52,7 +52,7 @@ TRIP_ID=$($PSQL -d $DB -c "SELECT id FROM trips LIMIT 1")
 
 # Restart, so the start-up rebuild of the matchmaker's index loads the seeded trips (timed).
 kill -TERM $PID; wait $PID || true
-./target/release/airbar serve >/tmp/airbar-bench-market.log 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/release/airbar serve >/tmp/airbar-bench-market.log 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do grep -q "matchmaker index rebuilt" /tmp/airbar-bench-market.log && break; sleep 0.1; done
 
