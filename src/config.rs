@@ -100,6 +100,8 @@ pub struct RealtimeSettings {
     /// SO_SNDBUF of accepted connections (0 = the kernel's autotuning): caps what the kernel
     /// holds for a client that does not read.
     pub socket_send_buffer_bytes: usize,
+    /// An event stream gets a comment line this often (proxies close silent connections).
+    pub sse_keepalive_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -583,7 +585,7 @@ impl Settings {
             || settings.realtime.room_idle_secs == 0
         {
             return Err(ConfigError(
-                "`realtime.stalled_write_timeout_ms` must be at least 1000 and `realtime.room_idle_secs` at least 1"
+                "`realtime.stalled_write_timeout_ms` must be at least 1000, `realtime.room_idle_secs` and `realtime.sse_keepalive_secs` at least 1"
                     .to_owned(),
             ));
         }

@@ -136,15 +136,11 @@ impl Handler<Post> for ChatRoom {
 
     fn handle(&mut self, msg: Post, _: &mut Context<Self>) {
         self.probe.handled();
-        let push = Push {
-            text: msg.text,
-            room: Some(RoomFrame::Message {
-                room: self.room_id,
-                seq: msg.seq,
-            }),
-            id: None,
-            published_us: msg.published_us,
+        let frame = RoomFrame::Message {
+            room: self.room_id,
+            seq: msg.seq,
         };
+        let push = Push::new(msg.text, Some(frame), None, msg.published_us);
         self.fan_out(&push, None);
     }
 }
@@ -163,12 +159,12 @@ impl Handler<Signal> for ChatRoom {
 
     fn handle(&mut self, msg: Signal, _: &mut Context<Self>) {
         self.probe.handled();
-        let push = Push {
-            text: msg.text,
-            room: Some(RoomFrame::Ephemeral { room: self.room_id }),
-            id: None,
-            published_us: msg.published_us,
-        };
+        let push = Push::new(
+            msg.text,
+            Some(RoomFrame::Ephemeral { room: self.room_id }),
+            None,
+            msg.published_us,
+        );
         self.fan_out(&push, Some(msg.from));
     }
 }

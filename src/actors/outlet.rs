@@ -17,7 +17,7 @@ use actix::{Message, Recipient};
 use prometheus_client::metrics::counter::Counter;
 use uuid::Uuid;
 
-use super::probe::ActorProbe;
+use super::probe::{ActorProbe, InFlight};
 
 /// Which room a frame belongs to, for sockets that forward only their subscribed rooms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub enum RoomFrame {
 }
 
 /// A frame for a client (serialised once for all its recipients).
-#[derive(Clone, Message)]
+#[derive(Message)]
 #[rtype(result = "()")]
 pub struct Push {
     pub text: Arc<str>,
@@ -38,6 +38,37 @@ pub struct Push {
     pub id: Option<Arc<str>>,
     /// When the event was published (Unix µs; 0 = not measured).
     pub published_us: i64,
+    /// Counts the frame in the client's mailbox backlog until it is handled (set by `offer`).
+    pub queued: Option<InFlight>,
+}
+
+impl Push {
+    pub fn new(
+        text: Arc<str>,
+        room: Option<RoomFrame>,
+        id: Option<Arc<str>>,
+        published_us: i64,
+    ) -> Self {
+        Self {
+            text,
+            room,
+            id,
+            published_us,
+            queued: None,
+        }
+    }
+}
+
+impl Clone for Push {
+    /// A copy for another client: not yet queued anywhere.
+    fn clone(&self) -> Self {
+        Self::new(
+            self.text.clone(),
+            self.room,
+            self.id.clone(),
+            self.published_us,
+        )
+    }
 }
 
 /// Close a client with this WebSocket close code and reason.
@@ -68,12 +99,15 @@ pub struct Outlet {
     pub lagged: Arc<AtomicBool>,
     /// Slow consumers of this client's kind (`airbar_slow_consumers_total{kind=…}`).
     pub slow: Counter,
+    /// The client actor's own probe (its mailbox backlog).
+    pub client: ActorProbe,
 }
 
 impl Outlet {
     /// Offers a frame without waiting (`probe` is the offering actor's). The first time the
     /// client's queue is found full it is counted as a slow consumer and logged.
-    pub fn offer(&self, push: Push, probe: &ActorProbe) -> Offer {
+    pub fn offer(&self, mut push: Push, probe: &ActorProbe) -> Offer {
+        push.queued = Some(self.client.track());
         match self.push.try_send(push) {
             Ok(()) => {
                 probe.sent();

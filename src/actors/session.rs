@@ -166,6 +166,7 @@ impl WsSession {
             push: ctx.address().recipient(),
             close: ctx.address().recipient(),
             lagged: self.lagged.clone(),
+            client: self.probe.clone(),
             slow: self
                 .state
                 .metrics

@@ -2,7 +2,7 @@
 //! the user's `UserHub` like a socket does and writes the same user events as SSE records (`id:`
 //! the user-log id, `data:` the JSON frame). With `Last-Event-ID` it first replays the user's
 //! logged events after that id, holding live ones meanwhile and de-duplicating by id. A comment
-//! line every `KEEP_ALIVE` keeps proxies from closing an idle stream. Its outbound queue is a
+//! line every `realtime.sse_keepalive_secs` keeps proxies from closing an idle stream. Its outbound queue is a
 //! bounded channel to the response body: a full one (or a full mailbox) is a slow consumer and
 //! ends the stream; the client reconnects with `Last-Event-ID`.
 
@@ -31,7 +31,6 @@ pub const KIND: &str = "sse_stream";
 /// Records buffered towards the response body before the stream counts as a slow consumer.
 pub const QUEUE: usize = 64;
 const MAILBOX: usize = 256;
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The reconnection delay suggested to clients (`retry:`).
 const RETRY_MS: u32 = 2000;
 
@@ -147,6 +146,7 @@ impl SseSession {
             push: ctx.address().recipient(),
             close: ctx.address().recipient(),
             lagged: self.lagged.clone(),
+            client: self.probe.clone(),
             slow: self
                 .state
                 .metrics
@@ -164,7 +164,8 @@ impl Actor for SseSession {
         ctx.set_mailbox_capacity(MAILBOX);
         self.probe.started();
         self.send_raw(ctx, format!("retry: {RETRY_MS}\n\n"));
-        ctx.run_interval(KEEP_ALIVE, |this, ctx| {
+        let keep_alive = Duration::from_secs(self.state.settings.realtime.sse_keepalive_secs);
+        ctx.run_interval(keep_alive, |this, ctx| {
             if this.lagged.load(Ordering::Relaxed) {
                 return ctx.stop();
             }
@@ -189,12 +190,8 @@ impl Actor for SseSession {
                 };
                 this.hub = Some(hub);
                 for (id, frame) in replay {
-                    let push = Push {
-                        text: Arc::from(frame.to_string()),
-                        room: None,
-                        id: Some(Arc::from(id)),
-                        published_us: 0,
-                    };
+                    let push =
+                        Push::new(Arc::from(frame.to_string()), None, Some(Arc::from(id)), 0);
                     this.write(ctx, &push);
                 }
                 this.replaying = false;

@@ -170,12 +170,7 @@ impl Handler<Deliver> for UserHub {
         self.probe.handled();
         let mut gone = Vec::new();
         for outlet in self.outlets.values() {
-            let push = Push {
-                text: msg.text.clone(),
-                room: None,
-                id: msg.id.clone(),
-                published_us: msg.published_us,
-            };
+            let push = Push::new(msg.text.clone(), None, msg.id.clone(), msg.published_us);
             if outlet.offer(push, &self.probe) == Offer::Gone {
                 gone.push(outlet.socket_id);
             }

@@ -103,6 +103,11 @@ async fn a_client_that_stops_reading_is_disconnected_and_counted() {
         .await
             > 0.0
     );
+    let backlog = r#"airbar_actor_mailbox_backlog{kind="ws_session"}"#;
+    assert!(
+        metric(&app, backlog).await <= 256.0,
+        "the socket's queue is bounded"
+    );
     wait_metric(
         &app,
         r#"airbar_actors_live{kind="ws_session"}"#,
@@ -110,6 +115,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_counted() {
         |v| v == 1.0,
     )
     .await;
+    wait_metric(&app, backlog, Duration::from_secs(5), |v| v == 0.0).await;
     // The reader, woken up, finds the connection ended well short of all the messages.
     let mut received = 0;
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
@@ -472,4 +478,55 @@ async fn a_message_arriving_ahead_of_an_earlier_one_waits_and_the_gap_is_read_ba
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn an_idle_event_stream_gets_keep_alive_comments() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let mut stream = EventStream::open(&app, &user, None).await;
+    // realtime.sse_keepalive_secs is 1 in tests.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stream.buf.contains(": keep-alive\n\n") {
+        assert!(
+            Instant::now() < deadline,
+            "no keep-alive in {:?}",
+            stream.buf
+        );
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.res.chunk())
+            .await
+            .expect("a chunk in time")
+            .unwrap()
+            .expect("the stream stays open");
+        stream.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(stream.buf.starts_with("retry: "), "{:?}", stream.buf);
+}
+
+#[tokio::test]
+async fn a_read_marker_reaches_the_other_member_as_a_receipt() {
+    let app = spawn_app().await;
+    let (sender, traveler, room_id) = room(&app).await;
+    let mut a = connected(&app, &sender).await;
+    let mut b = connected(&app, &traveler).await;
+    subscribe(&mut a, &room_id, 0).await;
+    subscribe(&mut b, &room_id, 0).await;
+    post_message(&app, &sender, &room_id, "hello").await;
+    assert_eq!(next_of(&mut b, "message").await["seq"], 1);
+    send(
+        &mut b,
+        json!({"type": "read", "room_id": room_id, "seq": 1}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&mut a, "read").await,
+        json!({"type": "read", "room_id": room_id, "user_id": traveler.id, "seq": 1})
+    );
+    let rooms: Value = app
+        .get_as(&traveler, "/api/chat/rooms")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rooms["items"][0]["unread"], 0);
 }
