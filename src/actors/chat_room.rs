@@ -65,6 +65,11 @@ impl Actor for ChatRoom {
         self.probe.started();
         let every = (self.idle_after / 2).max(Duration::from_millis(50));
         ctx.run_interval(every, |this, ctx| {
+            // Sockets that closed while joining never sent a Leave.
+            this.subscribers.retain(|_, o| o.push.connected());
+            if this.subscribers.is_empty() && this.empty_since.is_none() {
+                this.empty_since = Some(Instant::now());
+            }
             if this
                 .empty_since
                 .is_some_and(|since| since.elapsed() >= this.idle_after)
