@@ -18,7 +18,7 @@ const QUEUE: usize = 4096;
 /// Drafts stored in one statement, at most.
 const MAX_BATCH: usize = 256;
 /// Batches in flight at once (each holds one pooled connection while it runs).
-const LANES: usize = 2;
+const LANES: usize = 4;
 
 type Reply = oneshot::Sender<Result<Option<Posted>, AppError>>;
 
