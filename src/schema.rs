@@ -41,6 +41,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    ledger_accounts (id) {
+        id -> Uuid,
+        kind -> Text,
+        owner_id -> Nullable<Uuid>,
+        currency -> Text,
+        balance -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ledger_transfers (id) {
+        id -> Uuid,
+        idempotency_key -> Text,
+        debit_account -> Uuid,
+        credit_account -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        reference_kind -> Text,
+        reference_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     match_events (id) {
         id -> Uuid,
         match_id -> Uuid,
@@ -207,6 +232,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     chat_messages,
     chat_reads,
     chat_rooms,
+    ledger_accounts,
+    ledger_transfers,
     match_events,
     matches,
     parcels,

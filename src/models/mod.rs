@@ -4,6 +4,7 @@
 pub mod activities;
 pub mod chat;
 pub mod geo_filter;
+pub mod ledger;
 pub mod matches;
 pub mod parcels;
 pub mod sessions;

@@ -8,6 +8,7 @@ pub mod chat_writer;
 pub mod dashboard;
 pub mod events;
 pub mod health;
+pub mod ledger;
 pub mod locations;
 pub mod matching;
 pub mod pagination;

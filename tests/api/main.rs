@@ -13,6 +13,7 @@ mod docs;
 mod errors;
 mod faults;
 mod health;
+mod ledger;
 mod live;
 mod locations;
 mod marketplace_access;
