@@ -176,3 +176,54 @@ async fn transfers_cannot_be_changed_or_removed() {
     let inv = ledger::check(&mut conn).await.unwrap();
     assert_eq!((inv.drifted_accounts, inv.unbalanced_currencies), (1, 1));
 }
+
+#[tokio::test]
+async fn concurrent_withdrawals_never_overdraw() {
+    let app = spawn_app().await;
+    let mut conn = app.db().await;
+    let (m, user) = (Uuid::now_v7(), Uuid::now_v7());
+    ledger::post(
+        &mut conn,
+        &posting(
+            "deposit",
+            Account::ProviderClearing,
+            Account::UserAvailable(user),
+            1000,
+            m,
+        ),
+    )
+    .await
+    .unwrap();
+    // 12 withdrawals of 100 race for 1 000: exactly 10 can be posted.
+    let attempts = (0..12).map(|i| {
+        let app = &app;
+        async move {
+            let mut conn = app.db().await;
+            let out = Posting {
+                key: format!("withdraw-{i}"),
+                debit: Account::UserAvailable(user),
+                credit: Account::PayoutsInFlight,
+                amount: eur(100),
+                reference: Reference::Withdrawal(Uuid::now_v7()),
+            };
+            ledger::post(&mut conn, &out)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let posted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(posted, 10, "{results:?}");
+    assert!(results
+        .iter()
+        .all(|r| r.is_ok() || *r == Err("insufficient_funds")));
+    assert_eq!(
+        ledger::balance(&mut conn, Account::UserAvailable(user), "EUR")
+            .await
+            .unwrap(),
+        0
+    );
+    let inv = ledger::check(&mut conn).await.unwrap();
+    assert!(inv.hold() && inv.transfers == 11, "{inv:?}");
+}
