@@ -41,3 +41,17 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub started_at: Instant,
 }
+
+impl AppState {
+    /// Resolves when the node starts shutting down (at once if it already has).
+    pub fn shutting_down(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let mut rx = self.shutdown.subscribe();
+        async move {
+            while !*rx.borrow_and_update() {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

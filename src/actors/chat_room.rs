@@ -6,14 +6,13 @@
 //! fresh one on the next subscribe, and holds nothing the database does not (messages are
 //! persisted and numbered by `services::chat` before they are published).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Running};
 use uuid::Uuid;
 
-use super::outlet::{Offer, Outlet, Push, RoomFrame};
+use super::outlet::{Outlet, Outlets, Push, RoomFrame};
 use super::probe::ActorProbe;
 
 pub const KIND: &str = "chat_room";
@@ -21,7 +20,7 @@ const MAILBOX: usize = 4096;
 
 pub struct ChatRoom {
     room_id: Uuid,
-    subscribers: HashMap<Uuid, Outlet>,
+    subscribers: Outlets,
     probe: ActorProbe,
     idle_after: Duration,
     empty_since: Option<Instant>,
@@ -31,7 +30,7 @@ impl ChatRoom {
     pub fn new(room_id: Uuid, probe: ActorProbe, idle_after: Duration) -> Self {
         Self {
             room_id,
-            subscribers: HashMap::new(),
+            subscribers: Outlets::default(),
             probe,
             idle_after,
             empty_since: Some(Instant::now()),
@@ -39,18 +38,12 @@ impl ChatRoom {
     }
 
     fn fan_out(&mut self, push: &Push, skip_user: Option<Uuid>) {
-        let mut gone = Vec::new();
-        for outlet in self.subscribers.values() {
-            if Some(outlet.user_id) == skip_user {
-                continue;
-            }
-            if outlet.offer(push.clone(), &self.probe) == Offer::Gone {
-                gone.push(outlet.socket_id);
-            }
-        }
-        for id in gone {
-            self.subscribers.remove(&id);
-        }
+        self.subscribers.fan_out(push, &self.probe, skip_user);
+        self.note_if_empty();
+    }
+
+    /// Starts the idle clock when the last subscriber has gone.
+    fn note_if_empty(&mut self) {
         if self.subscribers.is_empty() && self.empty_since.is_none() {
             self.empty_since = Some(Instant::now());
         }
@@ -65,11 +58,8 @@ impl Actor for ChatRoom {
         self.probe.started();
         let every = (self.idle_after / 2).max(Duration::from_millis(50));
         ctx.run_interval(every, |this, ctx| {
-            // Sockets that closed while joining never sent a Leave.
-            this.subscribers.retain(|_, o| o.push.connected());
-            if this.subscribers.is_empty() && this.empty_since.is_none() {
-                this.empty_since = Some(Instant::now());
-            }
+            this.subscribers.prune();
+            this.note_if_empty();
             if this
                 .empty_since
                 .is_some_and(|since| since.elapsed() >= this.idle_after)
@@ -103,8 +93,9 @@ impl Handler<Join> for ChatRoom {
 
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) {
         self.probe.handled();
-        self.subscribers.insert(msg.0.socket_id, msg.0);
-        self.empty_since = None;
+        if self.subscribers.join(msg.0) {
+            self.empty_since = None;
+        }
     }
 }
 
@@ -120,10 +111,8 @@ impl Handler<Leave> for ChatRoom {
 
     fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
         self.probe.handled();
-        self.subscribers.remove(&msg.socket_id);
-        if self.subscribers.is_empty() && self.empty_since.is_none() {
-            self.empty_since = Some(Instant::now());
-        }
+        self.subscribers.leave(msg.socket_id);
+        self.note_if_empty();
     }
 }
 

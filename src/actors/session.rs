@@ -5,7 +5,6 @@
 //! bounded mailbox: a full one makes it a slow consumer (see `outlet`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,18 +14,16 @@ use actix::{
 };
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use serde_json::json;
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::chat_room::{self, ChatRoom};
-use super::outlet::{Close, Outlet, Push, RoomFrame};
+use super::outlet::{delivered, Close, Lag, Outlet, Push, RoomFrame};
 use super::probe::ActorProbe;
 use super::registry::{Forward, GetOrStart};
 use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
 use crate::services::chat;
-use crate::services::events::now_us;
 use crate::state::AppState;
 
 pub const KIND: &str = "ws_session";
@@ -113,9 +110,8 @@ pub struct WsSession {
     session_id: Uuid,
     last_pong: Instant,
     hub: Option<Addr<UserHub>>,
-    lagged: Arc<AtomicBool>,
+    lag: Lag,
     probe: ActorProbe,
-    shutdown: watch::Receiver<bool>,
     unlimited: bool,
     tokens: f64,
     refilled: Instant,
@@ -131,7 +127,6 @@ pub struct WsSession {
 pub struct SessionDeps {
     pub state: actix_web::web::Data<AppState>,
     pub probe: ActorProbe,
-    pub shutdown: watch::Receiver<bool>,
     /// The rate-limit bypass token was presented at the upgrade (load tests).
     pub unlimited: bool,
 }
@@ -144,9 +139,8 @@ impl WsSession {
             session_id,
             last_pong: Instant::now(),
             hub: None,
-            lagged: Arc::new(AtomicBool::new(false)),
+            lag: Lag::new(&deps.state.metrics, KIND),
             probe: deps.probe,
-            shutdown: deps.shutdown,
             unlimited: deps.unlimited,
             tokens: BURST,
             refilled: Instant::now(),
@@ -159,31 +153,14 @@ impl WsSession {
     }
 
     fn outlet(&self, ctx: &mut ws::WebsocketContext<Self>) -> Outlet {
-        Outlet {
-            socket_id: self.socket_id,
-            user_id: self.user_id,
-            session_id: self.session_id,
-            push: ctx.address().recipient(),
-            close: ctx.address().recipient(),
-            lagged: self.lagged.clone(),
-            client: self.probe.clone(),
-            slow: self
-                .state
-                .metrics
-                .realtime
-                .slow_consumers
-                .get_or_create_owned(&crate::telemetry::metrics::KindLabels { kind: KIND }),
-        }
+        let ids = (self.socket_id, self.user_id, self.session_id);
+        Outlet::new(ids, &ctx.address(), &self.lag, &self.probe)
     }
 
-    /// Writes one frame to the client, timing events from their publication.
+    /// Writes one frame to the client.
     fn write(&self, ctx: &mut ws::WebsocketContext<Self>, text: &str, published_us: i64) {
         ctx.text(text);
-        self.probe.sent();
-        if published_us > 0 {
-            let seconds = (now_us() - published_us).max(0) as f64 / 1e6;
-            self.state.metrics.realtime.fanout_latency.observe(seconds);
-        }
+        delivered(&self.state.metrics, &self.probe, published_us);
     }
 
     /// Delivers a room's held messages that are next in sequence; if some wait behind a gap,
@@ -534,7 +511,7 @@ impl Actor for WsSession {
             &json!({"type": "hello", "user_id": self.user_id, "session_id": self.session_id}),
         );
         ctx.run_interval(HEARTBEAT_EVERY, |this, ctx| {
-            if this.lagged.load(Ordering::Relaxed) {
+            if this.lag.is_set() {
                 return Self::close(ctx, CloseCode::Policy, "slow consumer");
             }
             this.rejoin_stopped_rooms(ctx);
@@ -556,17 +533,11 @@ impl Actor for WsSession {
         );
 
         // Going away when the node shuts down.
-        let mut shutdown = self.shutdown.clone();
         ctx.spawn(
-            async move {
-                while !*shutdown.borrow_and_update() {
-                    if shutdown.changed().await.is_err() {
-                        return;
-                    }
-                }
-            }
-            .into_actor(self)
-            .map(|(), _, ctx| Self::close(ctx, CloseCode::Away, "server shutting down")),
+            self.state
+                .shutting_down()
+                .into_actor(self)
+                .map(|(), _, ctx| Self::close(ctx, CloseCode::Away, "server shutting down")),
         );
     }
 
@@ -624,7 +595,7 @@ impl Handler<Push> for WsSession {
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
         self.probe.handled();
-        if self.lagged.load(Ordering::Relaxed) {
+        if self.lag.is_set() {
             return Self::close(ctx, CloseCode::Policy, "slow consumer");
         }
         let (room, seq) = match msg.room {
@@ -645,13 +616,7 @@ impl Handler<Push> for WsSession {
         }
         if !sub.held.contains_key(&seq) {
             if sub.held.len() >= MAX_REPLAY_BUFFER {
-                self.lagged.store(true, Ordering::Relaxed);
-                self.state
-                    .metrics
-                    .realtime
-                    .slow_consumers
-                    .get_or_create(&crate::telemetry::metrics::KindLabels { kind: KIND })
-                    .inc();
+                self.lag.mark(self.user_id);
                 return Self::close(ctx, CloseCode::Policy, "slow consumer");
             }
             sub.held.insert(seq, (msg.text, msg.published_us));

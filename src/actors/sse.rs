@@ -6,7 +6,6 @@
 //! bounded channel to the response body: a full one (or a full mailbox) is a slow consumer and
 //! ends the stream; the client reconnects with `Last-Event-ID`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,18 +13,16 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Running, WrapFuture,
 };
 use actix_web::web::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::outlet::{Close, Outlet, Push};
+use super::outlet::{delivered, Close, Lag, Outlet, Push};
 use super::probe::ActorProbe;
 use super::registry::Forward;
 use super::session::join_hub;
 use super::user_hub::{self, UserHub};
-use crate::services::events::now_us;
 use crate::services::user_log::{EventId, KEEP};
 use crate::state::AppState;
-use crate::telemetry::metrics::KindLabels;
 
 pub const KIND: &str = "sse_stream";
 /// Records buffered towards the response body before the stream counts as a slow consumer.
@@ -42,8 +39,7 @@ pub struct SseSession {
     hub: Option<Addr<UserHub>>,
     state: actix_web::web::Data<AppState>,
     probe: ActorProbe,
-    lagged: Arc<AtomicBool>,
-    shutdown: watch::Receiver<bool>,
+    lag: Lag,
     /// Resuming: the last id the client has; live events wait in `held` until the replay ends.
     resume_after: Option<EventId>,
     replaying: bool,
@@ -67,8 +63,7 @@ impl SseSession {
             tx,
             hub: None,
             probe: ActorProbe::new(&state.metrics.actors, KIND),
-            lagged: Arc::new(AtomicBool::new(false)),
-            shutdown: state.shutdown.subscribe(),
+            lag: Lag::new(&state.metrics, KIND),
             replaying: resume_after.is_some(),
             resume_after,
             held: Vec::new(),
@@ -78,15 +73,7 @@ impl SseSession {
     }
 
     fn slow(&self, ctx: &mut Context<Self>) {
-        if !self.lagged.swap(true, Ordering::Relaxed) {
-            self.state
-                .metrics
-                .realtime
-                .slow_consumers
-                .get_or_create(&KindLabels { kind: KIND })
-                .inc();
-            tracing::warn!(user_id = %self.user_id, "slow event-stream consumer: closing");
-        }
+        self.lag.mark(self.user_id);
         ctx.stop();
     }
 
@@ -130,30 +117,13 @@ impl SseSession {
             if id.is_some() {
                 self.last_id = id;
             }
-            self.probe.sent();
-            if push.published_us > 0 {
-                let seconds = (now_us() - push.published_us).max(0) as f64 / 1e6;
-                self.state.metrics.realtime.fanout_latency.observe(seconds);
-            }
+            delivered(&self.state.metrics, &self.probe, push.published_us);
         }
     }
 
     fn outlet(&self, ctx: &mut Context<Self>) -> Outlet {
-        Outlet {
-            socket_id: self.socket_id,
-            user_id: self.user_id,
-            session_id: self.session_id,
-            push: ctx.address().recipient(),
-            close: ctx.address().recipient(),
-            lagged: self.lagged.clone(),
-            client: self.probe.clone(),
-            slow: self
-                .state
-                .metrics
-                .realtime
-                .slow_consumers
-                .get_or_create_owned(&KindLabels { kind: KIND }),
-        }
+        let ids = (self.socket_id, self.user_id, self.session_id);
+        Outlet::new(ids, &ctx.address(), &self.lag, &self.probe)
     }
 }
 
@@ -166,7 +136,7 @@ impl Actor for SseSession {
         self.send_raw(ctx, format!("retry: {RETRY_MS}\n\n"));
         let keep_alive = Duration::from_secs(self.state.settings.realtime.sse_keepalive_secs);
         ctx.run_interval(keep_alive, |this, ctx| {
-            if this.lagged.load(Ordering::Relaxed) {
+            if this.lag.is_set() {
                 return ctx.stop();
             }
             this.send_raw(ctx, ": keep-alive\n\n".to_owned());
@@ -201,17 +171,11 @@ impl Actor for SseSession {
             }),
         );
 
-        let mut shutdown = self.shutdown.clone();
         ctx.spawn(
-            async move {
-                while !*shutdown.borrow_and_update() {
-                    if shutdown.changed().await.is_err() {
-                        return;
-                    }
-                }
-            }
-            .into_actor(self)
-            .map(|(), _, ctx| ctx.stop()),
+            self.state
+                .shutting_down()
+                .into_actor(self)
+                .map(|(), _, ctx| ctx.stop()),
         );
     }
 
@@ -241,7 +205,7 @@ impl Handler<Push> for SseSession {
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
         self.probe.handled();
-        if self.lagged.load(Ordering::Relaxed) {
+        if self.lag.is_set() {
             return ctx.stop();
         }
         if self.replaying {

@@ -5,7 +5,6 @@
 //! lingers `realtime.presence_grace_ms` after the last client leaves, so a reconnect does not
 //! flap the user offline and online.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use actix::{
 };
 use uuid::Uuid;
 
-use super::outlet::{Close, Offer, Outlet, Push};
+use super::outlet::{Close, Outlet, Outlets, Push};
 use super::probe::ActorProbe;
 use crate::services::presence;
 use crate::state::AppState;
@@ -25,7 +24,7 @@ const MAILBOX: usize = 1024;
 
 pub struct UserHub {
     user_id: Uuid,
-    outlets: HashMap<Uuid, Outlet>,
+    outlets: Outlets,
     probe: ActorProbe,
     state: actix_web::web::Data<AppState>,
     /// This node's presence claim is held (or being taken).
@@ -37,7 +36,7 @@ impl UserHub {
     pub fn new(user_id: Uuid, state: actix_web::web::Data<AppState>) -> Self {
         Self {
             user_id,
-            outlets: HashMap::new(),
+            outlets: Outlets::default(),
             probe: ActorProbe::new(&state.metrics.actors, KIND),
             grace: Duration::from_millis(state.settings.realtime.presence_grace_ms),
             state,
@@ -87,8 +86,7 @@ impl Actor for UserHub {
         ctx.set_mailbox_capacity(MAILBOX);
         self.probe.started();
         ctx.run_interval(presence::REFRESH_EVERY, |this, ctx| {
-            // Clients that went away without a Leave reaching here.
-            this.outlets.retain(|_, o| o.push.connected());
+            this.outlets.prune();
             if this.outlets.is_empty() {
                 this.linger(ctx);
             }
@@ -123,15 +121,12 @@ impl Handler<Join> for UserHub {
 
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
         self.probe.handled();
-        if !msg.0.push.connected() {
+        if self.outlets.join(msg.0) {
+            self.claim(ctx);
+        } else if self.outlets.is_empty() {
             // The client closed while joining.
-            if self.outlets.is_empty() {
-                self.linger(ctx);
-            }
-            return;
+            self.linger(ctx);
         }
-        self.outlets.insert(msg.0.socket_id, msg.0);
-        self.claim(ctx);
     }
 }
 
@@ -147,7 +142,7 @@ impl Handler<Leave> for UserHub {
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
         self.probe.handled();
-        self.outlets.remove(&msg.socket_id);
+        self.outlets.leave(msg.socket_id);
         if self.outlets.is_empty() {
             self.linger(ctx);
         }
@@ -168,16 +163,11 @@ impl Handler<Deliver> for UserHub {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         self.probe.handled();
-        let mut gone = Vec::new();
-        for outlet in self.outlets.values() {
-            let push = Push::new(msg.text.clone(), None, msg.id.clone(), msg.published_us);
-            if outlet.offer(push, &self.probe) == Offer::Gone {
-                gone.push(outlet.socket_id);
-            }
+        if self.outlets.is_empty() {
+            return;
         }
-        for id in gone {
-            self.outlets.remove(&id);
-        }
+        let push = Push::new(msg.text, None, msg.id, msg.published_us);
+        self.outlets.fan_out(&push, &self.probe, None);
         if self.outlets.is_empty() {
             self.linger(ctx);
         }
@@ -198,7 +188,7 @@ impl Handler<SessionRevoked> for UserHub {
         self.probe.handled();
         for outlet in self
             .outlets
-            .values()
+            .iter()
             .filter(|o| o.session_id == msg.session_id)
         {
             let _ = outlet.close.try_send(Close {

@@ -56,7 +56,6 @@ pub async fn open_socket(
     let deps = SessionDeps {
         state: state.clone(),
         probe: ActorProbe::new(&state.metrics.actors, session::KIND),
-        shutdown: state.shutdown.subscribe(),
         unlimited: state.limiter.bypassed_by(bypass),
     };
     ws::WsResponseBuilder::new(
