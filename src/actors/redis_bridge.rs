@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, AsyncContext, Context, StreamHandler, WrapFuture};
+use actix::dev::ToEnvelope;
+use actix::{Actor, AsyncContext, Context, Handler, Message, StreamHandler, WrapFuture};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -38,32 +39,36 @@ impl RedisBridge {
         }
     }
 
-    fn to_hub<M>(&self, user: Uuid, msg: M)
+    /// Hands `msg` to the live actor `A` of `kind` for `id` on this node, if there is one.
+    fn forward<A, M>(&self, kind: &'static str, id: Uuid, msg: M)
     where
-        UserHub: actix::Handler<M>,
-        M: actix::Message + Send + 'static,
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message + Send + 'static,
         M::Result: Send,
     {
         self.probe.sent();
-        self.state.registry.do_send(Forward::<UserHub, M>::new(
-            user_hub::KIND,
-            user.to_string(),
-            msg,
-        ));
+        self.state
+            .registry
+            .do_send(Forward::<A, M>::new(kind, id.to_string(), msg));
+    }
+
+    fn to_hub<M>(&self, user: Uuid, msg: M)
+    where
+        UserHub: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        self.forward::<UserHub, M>(user_hub::KIND, user, msg);
     }
 
     fn to_room<M>(&self, room: Uuid, msg: M)
     where
-        ChatRoom: actix::Handler<M>,
-        M: actix::Message + Send + 'static,
+        ChatRoom: Handler<M>,
+        M: Message + Send + 'static,
         M::Result: Send,
     {
-        self.probe.sent();
-        self.state.registry.do_send(Forward::<ChatRoom, M>::new(
-            chat_room::KIND,
-            room.to_string(),
-            msg,
-        ));
+        self.forward::<ChatRoom, M>(chat_room::KIND, room, msg);
     }
 
     fn route(&self, published: &Published) {

@@ -7,11 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream;
 use tokio::sync::mpsc;
 
-use super::extract::bearer_token;
-use super::ws::WsParams;
+use super::ws::{authenticate_stream, WsParams};
 use crate::actors::sse::{SseSession, QUEUE};
 use crate::error::{AppError, Problem};
-use crate::services::auth;
 use crate::services::user_log::EventId;
 use crate::state::AppState;
 
@@ -29,12 +27,7 @@ pub async fn stream_events(
     req: HttpRequest,
     params: web::Query<WsParams>,
 ) -> Result<HttpResponse, AppError> {
-    let token = bearer_token(req.headers())
-        .map(str::to_owned)
-        .or_else(|| params.into_inner().access_token)
-        .ok_or_else(|| AppError::unauthorized("unauthorized", "Authentication is required."))?;
-    let claims = state.tokens.verify_access(&token)?;
-    let user = auth::authenticate(&state, &claims).await?;
+    let user = authenticate_stream(&state, &req, params.into_inner()).await?;
     let resume_after = match req.headers().get("last-event-id") {
         None => None,
         Some(value) => Some(

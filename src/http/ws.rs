@@ -12,7 +12,7 @@ use super::security::BYPASS_HEADER;
 use crate::actors::session::{self, SessionDeps, WsSession, MAX_FRAME_BYTES};
 use crate::actors::ActorProbe;
 use crate::error::{AppError, Problem};
-use crate::services::auth;
+use crate::services::auth::{self, AuthUser};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -20,6 +20,21 @@ use crate::state::AppState;
 pub struct WsParams {
     /// For browsers, which cannot set headers on a WebSocket upgrade.
     pub access_token: Option<String>,
+}
+
+/// The user of a long-lived stream (socket or event stream): the bearer header, or for
+/// browsers, which cannot set headers there, `?access_token=`.
+pub(super) async fn authenticate_stream(
+    state: &AppState,
+    req: &HttpRequest,
+    params: WsParams,
+) -> Result<AuthUser, AppError> {
+    let token = bearer_token(req.headers())
+        .map(str::to_owned)
+        .or(params.access_token)
+        .ok_or_else(|| AppError::unauthorized("unauthorized", "Authentication is required."))?;
+    let claims = state.tokens.verify_access(&token)?;
+    auth::authenticate(state, &claims).await
 }
 
 /// Opens the real-time socket (frames are JSON objects with a `type`; see the README).
@@ -43,12 +58,7 @@ pub async fn open_socket(
             ));
         }
     }
-    let token = bearer_token(req.headers())
-        .map(str::to_owned)
-        .or_else(|| params.into_inner().access_token)
-        .ok_or_else(|| AppError::unauthorized("unauthorized", "Authentication is required."))?;
-    let claims = state.tokens.verify_access(&token)?;
-    let user = auth::authenticate(&state, &claims).await?;
+    let user = authenticate_stream(&state, &req, params.into_inner()).await?;
     let bypass = req
         .headers()
         .get(BYPASS_HEADER)

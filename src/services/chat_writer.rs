@@ -100,12 +100,13 @@ async fn write(db: &PgPool, rules: RoomRules<'static>, mut batch: Vec<(Draft, Re
     };
     // Room order: batches in flight lock room rows in the same order.
     batch.sort_by_key(|(d, _)| d.room_id);
-    let drafts: Vec<Draft> = batch.iter().map(|(d, _)| d.clone()).collect();
+    let (drafts, replies): (Vec<Draft>, Vec<Reply>) = batch.into_iter().unzip();
     if drafts.len() > 1 {
         match chat::post_messages(&mut conn, &drafts, rules).await {
             Ok(rows) => {
-                let mut results: Vec<Option<Posted>> =
-                    std::iter::repeat_with(|| None).take(batch.len()).collect();
+                let mut results: Vec<Option<Posted>> = std::iter::repeat_with(|| None)
+                    .take(replies.len())
+                    .collect();
                 for row in rows {
                     if let Some(slot) = usize::try_from(row.idx)
                         .ok()
@@ -114,7 +115,7 @@ async fn write(db: &PgPool, rules: RoomRules<'static>, mut batch: Vec<(Draft, Re
                         *slot = Some(row.posted);
                     }
                 }
-                for ((_, reply), result) in batch.into_iter().zip(results) {
+                for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }
                 return;
@@ -125,11 +126,11 @@ async fn write(db: &PgPool, rules: RoomRules<'static>, mut batch: Vec<(Draft, Re
         }
     }
     // One by one: a lone draft, or the drafts of a batch that failed as a whole.
-    for (draft, reply) in batch {
-        let mut result = chat::post_message(&mut conn, &draft, rules).await;
+    for (draft, reply) in drafts.iter().zip(replies) {
+        let mut result = chat::post_message(&mut conn, draft, rules).await;
         if result.as_ref().is_err_and(is_unique_violation) {
             // A concurrent retry of the same client_msg_id won: this attempt finds it.
-            result = chat::post_message(&mut conn, &draft, rules).await;
+            result = chat::post_message(&mut conn, draft, rules).await;
         }
         let _ = reply.send(result.map_err(AppError::from));
     }
