@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::chat_room::{self, ChatRoom};
 use super::outlet::{delivered, Close, Lag, Outlet, Push, RoomFrame};
 use super::probe::ActorProbe;
-use super::registry::{Forward, GetOrStart};
+use super::registry::GetOrStart;
 use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
@@ -542,18 +542,7 @@ impl Actor for WsSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        let leave = user_hub::Leave {
-            socket_id: self.socket_id,
-        };
-        match &self.hub {
-            Some(hub) => hub.do_send(leave),
-            // Still joining: the registry knows the hub the join went to.
-            None => self.state.registry.do_send(Forward::<UserHub, _>::new(
-                user_hub::KIND,
-                self.user_id.to_string(),
-                leave,
-            )),
-        }
+        user_hub::leave(&self.state, self.hub.as_ref(), self.user_id, self.socket_id);
         let rooms: Vec<Uuid> = self.rooms.keys().copied().collect();
         for room in rooms {
             self.leave_room(room);

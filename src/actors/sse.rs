@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use super::outlet::{delivered, Close, Lag, Outlet, Push};
 use super::probe::ActorProbe;
-use super::registry::Forward;
 use super::session::join_hub;
 use super::user_hub::{self, UserHub};
 use crate::services::user_log::{EventId, KEEP};
@@ -180,18 +179,7 @@ impl Actor for SseSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        let leave = user_hub::Leave {
-            socket_id: self.socket_id,
-        };
-        match &self.hub {
-            Some(hub) => hub.do_send(leave),
-            // Still joining: the registry knows the hub the join went to.
-            None => self.state.registry.do_send(Forward::<UserHub, _>::new(
-                user_hub::KIND,
-                self.user_id.to_string(),
-                leave,
-            )),
-        }
+        user_hub::leave(&self.state, self.hub.as_ref(), self.user_id, self.socket_id);
         Running::Stop
     }
 

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Running,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Running,
     WrapFuture,
 };
 use uuid::Uuid;
 
 use super::outlet::{Close, Outlet, Outlets, Push};
 use super::probe::ActorProbe;
+use super::registry::Forward;
 use crate::services::presence;
 use crate::state::AppState;
 
@@ -126,6 +127,20 @@ impl Handler<Join> for UserHub {
         } else if self.outlets.is_empty() {
             // The client closed while joining.
             self.linger(ctx);
+        }
+    }
+}
+
+/// Tells the user's hub that client `socket_id` went away: directly, or through the registry
+/// while the client was still joining (the registry knows the hub the join went to).
+pub fn leave(state: &AppState, hub: Option<&Addr<UserHub>>, user_id: Uuid, socket_id: Uuid) {
+    let leave = Leave { socket_id };
+    match hub {
+        Some(hub) => hub.do_send(leave),
+        None => {
+            state
+                .registry
+                .do_send(Forward::<UserHub, _>::new(KIND, user_id.to_string(), leave))
         }
     }
 }
