@@ -83,6 +83,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub matching: MatchingSettings,
     pub payments: PaymentSettings,
+    pub stripe: StripeSettings,
     pub cors: CorsSettings,
     pub rate_limit: RateLimitSettings,
     pub realtime: RealtimeSettings,
@@ -435,6 +436,32 @@ impl MatchingSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentSettings {
     pub fee_bps: u32,
+    /// Held funds go to the traveler this long after delivery (0: at once).
+    pub release_delay_secs: u64,
+    /// How often the release sweeper and the provider-call worker run.
+    pub sweep_interval_ms: u64,
+    /// Attempts of one provider call (refund, payout) before it is marked failed.
+    pub max_attempts: u32,
+}
+
+/// Stripe. Without `secret_key` the built-in test provider is used, whatever else is set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StripeSettings {
+    pub secret_key: Secret,
+    /// Verifies `Stripe-Signature` on webhooks (`whsec_…`).
+    pub webhook_secret: Secret,
+    /// The API's base URL (a local emulator in tests); empty: Stripe's own.
+    pub api_base: String,
+    /// Webhook signatures older than this are refused.
+    pub webhook_tolerance_secs: u64,
+    /// Timeout of one call to the API.
+    pub timeout_ms: u64,
+}
+
+impl StripeSettings {
+    pub fn enabled(&self) -> bool {
+        !self.secret_key.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -579,6 +606,17 @@ impl Settings {
         if settings.payments.fee_bps > 10_000 {
             return Err(ConfigError(
                 "`payments.fee_bps` must be at most 10000".to_owned(),
+            ));
+        }
+        if settings.payments.sweep_interval_ms == 0 || settings.payments.max_attempts == 0 {
+            return Err(ConfigError(
+                "`payments.sweep_interval_ms` and `payments.max_attempts` must be at least 1"
+                    .to_owned(),
+            ));
+        }
+        if settings.stripe.enabled() && settings.stripe.webhook_secret.is_empty() {
+            return Err(ConfigError(
+                "`stripe.webhook_secret` is required with `stripe.secret_key`".to_owned(),
             ));
         }
         if settings.realtime.stalled_write_timeout_ms < 1000

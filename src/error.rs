@@ -157,6 +157,12 @@ impl AppError {
         self
     }
 
+    /// Adds per-field details to any error.
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
     /// 401: no usable credentials.
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, detail)

@@ -41,6 +41,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (user_id, key) {
+        user_id -> Uuid,
+        key -> Text,
+        request_hash -> Bytea,
+        status_code -> Nullable<Int2>,
+        response -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     ledger_accounts (id) {
         id -> Uuid,
         kind -> Text,
@@ -61,6 +72,19 @@ diesel::table! {
         currency -> Text,
         reference_kind -> Text,
         reference_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    match_codes (match_id, kind) {
+        match_id -> Uuid,
+        kind -> Text,
+        salt -> Bytea,
+        code_hash -> Bytea,
+        attempts -> Int4,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
     }
 }
@@ -95,6 +119,10 @@ diesel::table! {
         expires_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+        picked_up_at -> Nullable<Timestamptz>,
+        delivered_at -> Nullable<Timestamptz>,
+        release_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -127,6 +155,42 @@ diesel::table! {
         recipient_email -> Nullable<Text>,
         recipient_phone -> Nullable<Text>,
         status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_ops (id) {
+        id -> Uuid,
+        kind -> Text,
+        match_id -> Nullable<Uuid>,
+        withdrawal_id -> Nullable<Uuid>,
+        amount -> Int8,
+        currency -> Text,
+        idempotency_key -> Text,
+        status -> Text,
+        provider_ref -> Nullable<Text>,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        match_id -> Uuid,
+        provider -> Text,
+        intent_id -> Nullable<Text>,
+        charge_id -> Nullable<Text>,
+        status -> Text,
+        amount -> Int8,
+        currency -> Text,
+        refunded -> Int8,
+        failure -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
@@ -209,6 +273,35 @@ diesel::table! {
         password_changed_at -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        payout_account_id -> Nullable<Text>,
+        strikes -> Int4,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        ref_id -> Uuid,
+        provider -> Text,
+        kind -> Text,
+        outcome -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    withdrawals (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        destination -> Text,
+        status -> Text,
+        provider -> Text,
+        transfer_id -> Nullable<Text>,
+        failure -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -218,27 +311,39 @@ diesel::joinable!(chat_messages -> users (sender_id));
 diesel::joinable!(chat_reads -> chat_rooms (room_id));
 diesel::joinable!(chat_reads -> users (user_id));
 diesel::joinable!(chat_rooms -> matches (match_id));
+diesel::joinable!(idempotency_keys -> users (user_id));
+diesel::joinable!(match_codes -> matches (match_id));
 diesel::joinable!(match_events -> matches (match_id));
 diesel::joinable!(match_events -> users (actor_id));
 diesel::joinable!(matches -> parcels (parcel_id));
 diesel::joinable!(matches -> trips (trip_id));
 diesel::joinable!(parcels -> users (sender_id));
+diesel::joinable!(payment_ops -> matches (match_id));
+diesel::joinable!(payment_ops -> withdrawals (withdrawal_id));
+diesel::joinable!(payments -> matches (match_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(trips -> users (traveler_id));
+diesel::joinable!(withdrawals -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     activities,
     chat_messages,
     chat_reads,
     chat_rooms,
+    idempotency_keys,
     ledger_accounts,
     ledger_transfers,
+    match_codes,
     match_events,
     matches,
     parcels,
+    payment_ops,
+    payments,
     refresh_tokens,
     sessions,
     trips,
     users,
+    webhook_events,
+    withdrawals,
 );

@@ -102,7 +102,9 @@ impl Application {
             db.clone(),
             crate::services::chat::room_rules(),
         ));
+        let payments = Arc::new(crate::services::payments::Payments::new(&settings)?);
         let state = web::Data::new(AppState {
+            payments,
             presence,
             chat_writer,
             settings: settings.clone(),
@@ -127,6 +129,7 @@ impl Application {
         });
         spawn_housekeeping(state.clone());
         spawn_matching(state.clone());
+        spawn_payments(state.clone());
 
         let (host, port) = settings.listen_addr();
         let listener =
@@ -304,6 +307,31 @@ fn spawn_matching(state: web::Data<AppState>) {
     });
 }
 
+/// The money timers: the release sweeper and the worker making queued provider calls
+/// (refunds, payouts), every `payments.sweep_interval_ms` or when nudged.
+fn spawn_payments(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(
+            state.settings.payments.sweep_interval_ms,
+        ));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = state.payments.kick.notified() => {}
+            }
+            match crate::services::payments::settle::sweep_releases(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, "released held funds"),
+                Err(e) => tracing::warn!(error = %e, "release sweep failed"),
+            }
+            if let Err(e) = crate::services::payments::settle::run_ops(&state).await {
+                tracing::warn!(error = %e, "provider call worker failed");
+            }
+        }
+    });
+}
+
 /// How often ended sessions (and their refresh tokens) are deleted.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
@@ -317,6 +345,9 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
                 Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+            if let Err(e) = crate::services::payments::idempotency::purge(&state).await {
+                tracing::warn!(error = %e, "idempotency key purge failed");
             }
             match crate::services::activities::purge_old(&state).await {
                 Ok(0) => {}

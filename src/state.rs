@@ -28,6 +28,8 @@ pub struct AppState {
     pub events: Arc<crate::services::events::EventBus>,
     pub presence: Arc<crate::services::presence::Presence>,
     pub chat_writer: Arc<crate::services::chat_writer::ChatWriter>,
+    /// The payment provider (Stripe or the test provider) and the custody-code key.
+    pub payments: Arc<crate::services::payments::Payments>,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub limiter: Arc<RateLimiter>,

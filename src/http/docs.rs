@@ -9,7 +9,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
 use super::{
-    auth, chat, dashboard, health, locations, matches, notifications, parcels, trips, users, ws,
+    auth, chat, dashboard, health, locations, matches, notifications, parcels, trips, users,
+    wallet, ws,
 };
 use crate::error::{FieldError, Problem};
 use crate::services::auth::{AuthResult, SessionView};
@@ -31,6 +32,8 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         dashboard::get_stats, dashboard::list_activities,
         matches::get_suggestions, matches::explain_match, matches::create_match, matches::list_matches,
         matches::get_match, matches::accept_match, matches::decline_match, matches::cancel_match,
+        matches::pay_match, matches::pickup_match, matches::deliver_match, matches::reissue_pickup_code,
+        wallet::get_wallet, wallet::list_transactions, wallet::put_payout_account, wallet::create_withdrawal,
         ws::open_socket, notifications::stream_events,
         chat::list_rooms, chat::list_messages, chat::post_message, chat::mark_read,
     ),
@@ -50,6 +53,8 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         (name = "matching", description = "Suggestions, requests and bookings"),
         (name = "realtime", description = "The WebSocket"),
         (name = "chat", description = "One room per match"),
+        (name = "wallet", description = "Balances, ledger lines, payout account and withdrawals"),
+        (name = "payments", description = "Payment provider webhooks"),
     ),
 )]
 pub struct ApiDoc;

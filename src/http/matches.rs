@@ -1,7 +1,8 @@
 //! `/api/matches`: suggestions, explanations, requests and their lifecycle.
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::ids::{MatchId, ParcelId, TripId};
@@ -11,6 +12,9 @@ use crate::error::{AppError, Problem};
 use crate::services::auth::AuthUser;
 use crate::services::matching::suggest::{self, Explanation, SuggestionList};
 use crate::services::matching::{self, MatchPage, MatchView};
+use crate::services::payments::codes::CodeKind;
+use crate::services::payments::{self, custody, idempotency, PayOutcome};
+use super::wallet::{fingerprint, idempotency_key, parse_optional_body, replay};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -187,18 +191,143 @@ pub async fn decline_match(
     act(state, user, id.into_inner(), MatchAction::Decline).await
 }
 
-/// Cancels a match before payment (either party); an accepted one releases its capacity.
+/// Cancels a match (either party) before pickup. Before payment no money moves; a paid one is
+/// refunded: in full when the traveler cancels (who gets a reliability strike) or the sender
+/// cancels more than 24 h before departure, else 80 % to the sender and 20 % to the traveler.
+/// Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/matches/{id}/cancel", tag = "matching", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Match id")),
+    params(("id" = uuid::Uuid, Path, description = "Match id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "A replay returns the first response")),
     responses(
         (status = 200, description = "Cancelled", body = MatchView),
         (status = 404, description = "Not found", body = Problem),
-        (status = 409, description = "`invalid_transition`", body = Problem),
+        (status = 409, description = "`invalid_transition` (e.g. after pickup: open a dispute)", body = Problem),
     ))]
 pub async fn cancel_match(
     state: web::Data<AppState>,
     user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<MatchId>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let fingerprint = fingerprint(&req, &serde_json::Value::Null);
+    let stored = idempotency::once(&state, user.user_id.0, idempotency_key(&req)?.as_deref(), &fingerprint, async || {
+        let m = matching::act(&state, user, id, MatchAction::Cancel).await?;
+        state.payments.kick.notify_one();
+        Ok((StatusCode::OK, serde_json::to_value(m).map_err(AppError::internal)?))
+    })
+    .await?;
+    Ok(replay(stored))
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+    /// Confirm at once with this payment method (`pm_…`); without one, confirm on the client
+    /// with the returned `client_secret`.
+    pub payment_method: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// The 6-digit code.
+    pub code: String,
+}
+
+/// Pays an accepted match (the sender): a charge at the provider, then the money is held and
+/// the match is `paid` (with the test provider at once). Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/api/matches/{id}/pay", tag = "matching", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Match id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "A replay returns the first response; another body under the same key is 422")),
+    request_body = PayRequest,
+    responses(
+        (status = 200, description = "`paid`, or `accepted` with a client secret while the charge is pending", body = PayOutcome),
+        (status = 402, description = "`payment_declined`", body = Problem),
+        (status = 403, description = "Not the sender", body = Problem),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "`invalid_transition`, `expired`, `idempotency_in_progress`", body = Problem),
+        (status = 422, description = "`idempotency_key_reused`", body = Problem),
+        (status = 503, description = "The payment provider is not answering", body = Problem),
+    ))]
+pub async fn pay_match(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<MatchId>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let body: PayRequest = parse_optional_body(&body)?;
+    let id = id.into_inner();
+    let fingerprint = fingerprint(&req, &body);
+    let stored = idempotency::once(&state, user.user_id.0, idempotency_key(&req)?.as_deref(), &fingerprint, async || {
+        let out = payments::pay(&state, user, id, body.payment_method.clone()).await?;
+        Ok((StatusCode::OK, serde_json::to_value(out).map_err(AppError::internal)?))
+    })
+    .await?;
+    Ok(replay(stored))
+}
+
+/// The traveler enters the sender's pickup code at handover: `paid` → `in_transit`.
+#[utoipa::path(post, path = "/api/matches/{id}/pickup", tag = "matching", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Match id")), request_body = CodeRequest,
+    responses(
+        (status = 200, description = "In transit; the delivery code is issued", body = MatchView),
+        (status = 403, description = "Not the traveler", body = Problem),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "`invalid_transition`, `code_expired`", body = Problem),
+        (status = 422, description = "`wrong_code`, with the attempts left", body = Problem),
+        (status = 423, description = "`code_locked` after 5 wrong attempts", body = Problem),
+    ))]
+pub async fn pickup_match(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<MatchId>,
+    body: web::Json<CodeRequest>,
+) -> Result<web::Json<MatchView>, AppError> {
+    Ok(web::Json(
+        custody::hand_over(&state, user, id.into_inner(), CodeKind::Pickup, &body.code).await?,
+    ))
+}
+
+/// The traveler enters the recipient's delivery code: `in_transit` → `delivered`; the held
+/// funds are released after `payments.release_delay_secs` (then the match is `completed`).
+#[utoipa::path(post, path = "/api/matches/{id}/deliver", tag = "matching", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Match id")), request_body = CodeRequest,
+    responses(
+        (status = 200, description = "Delivered (or completed when released at once)", body = MatchView),
+        (status = 403, description = "Not the traveler", body = Problem),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "`invalid_transition`, `code_expired`", body = Problem),
+        (status = 422, description = "`wrong_code`, with the attempts left", body = Problem),
+        (status = 423, description = "`code_locked` after 5 wrong attempts", body = Problem),
+    ))]
+pub async fn deliver_match(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<MatchId>,
+    body: web::Json<CodeRequest>,
+) -> Result<web::Json<MatchView>, AppError> {
+    Ok(web::Json(
+        custody::hand_over(&state, user, id.into_inner(), CodeKind::Delivery, &body.code).await?,
+    ))
+}
+
+/// The sender replaces the pickup code (new code, attempts reset).
+#[utoipa::path(post, path = "/api/matches/{id}/codes/pickup", tag = "matching", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Match id")),
+    responses(
+        (status = 200, description = "Reissued; read it on GET /api/matches/{id}", body = MatchView),
+        (status = 403, description = "Not the sender", body = Problem),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "Not before pickup", body = Problem),
+    ))]
+pub async fn reissue_pickup_code(
+    state: web::Data<AppState>,
+    user: AuthUser,
     id: web::Path<MatchId>,
 ) -> Result<web::Json<MatchView>, AppError> {
-    act(state, user, id.into_inner(), MatchAction::Cancel).await
+    Ok(web::Json(
+        custody::reissue_pickup(&state, user, id.into_inner()).await?,
+    ))
 }

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod security;
 pub mod trips;
 pub mod users;
+pub mod wallet;
 pub mod ws;
 
 pub use routes::{configure, ROUTES};

@@ -7,7 +7,7 @@ use actix_web::web;
 
 use super::{
     auth, chat, dashboard, docs, health, locations, matches, notifications, parcels, trips, users,
-    ws,
+    wallet, ws,
 };
 
 macro_rules! route_table {
@@ -48,6 +48,14 @@ route_table! {
     "/api/matches/{id}/accept" => { POST matches::accept_match },
     "/api/matches/{id}/decline" => { POST matches::decline_match },
     "/api/matches/{id}/cancel" => { POST matches::cancel_match },
+    "/api/matches/{id}/pay" => { POST matches::pay_match },
+    "/api/matches/{id}/pickup" => { POST matches::pickup_match },
+    "/api/matches/{id}/deliver" => { POST matches::deliver_match },
+    "/api/matches/{id}/codes/pickup" => { POST matches::reissue_pickup_code },
+    "/api/wallet" => { GET wallet::get_wallet },
+    "/api/wallet/transactions" => { GET wallet::list_transactions },
+    "/api/wallet/payout-account" => { PUT wallet::put_payout_account },
+    "/api/wallet/withdrawals" => { POST wallet::create_withdrawal },
     "/api/ws" => { GET ws::open_socket },
     "/api/notifications/stream" => { GET notifications::stream_events },
     "/api/chat/rooms" => { GET chat::list_rooms },

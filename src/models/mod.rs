@@ -7,6 +7,8 @@ pub mod geo_filter;
 pub mod ledger;
 pub mod matches;
 pub mod parcels;
+pub mod payments;
 pub mod sessions;
 pub mod trips;
 pub mod users;
+pub mod wallet;

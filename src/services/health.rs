@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::services::payments::provider::PaymentProvider as _;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,6 +55,16 @@ pub struct HealthReport {
     pub environment: &'static str,
     pub uptime_secs: u64,
     pub checks: Checks,
+    pub payments: PaymentsReport,
+}
+
+/// Which payment provider this node uses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentsReport {
+    /// `test` or `stripe`.
+    pub provider: &'static str,
+    /// True with the built-in test provider: no real money moves.
+    pub test_mode: bool,
 }
 
 pub fn liveness() -> Liveness {
@@ -120,6 +131,10 @@ pub async fn report(state: &AppState) -> HealthReport {
         environment: state.environment.as_str(),
         uptime_secs: state.started_at.elapsed().as_secs(),
         checks,
+        payments: PaymentsReport {
+            provider: state.payments.provider.name(),
+            test_mode: state.payments.provider.is_test(),
+        },
     }
 }
 

@@ -13,6 +13,7 @@ pub mod locations;
 pub mod matching;
 pub mod pagination;
 pub mod parcels;
+pub mod payments;
 pub mod presence;
 pub mod rate_limit;
 pub mod trips;

@@ -71,6 +71,41 @@ impl Default for RealtimeSeries {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub kind: String,
+    pub outcome: &'static str,
+}
+
+/// Money series: provider calls and webhooks by outcome.
+#[derive(Debug, Default, Clone)]
+pub struct PaymentSeries {
+    pub ops: Family<OutcomeLabels, Counter>,
+    pub webhooks: Family<OutcomeLabels, Counter>,
+}
+
+impl PaymentSeries {
+    /// A provider call (`refund`, `transfer`) ended `done`, `retried` or `failed`.
+    pub fn op(&self, kind: &str, outcome: &'static str) {
+        self.ops
+            .get_or_create(&OutcomeLabels {
+                kind: kind.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// A webhook event was `applied`, `duplicate`, `ignored` or `rejected`.
+    pub fn webhook(&self, kind: &str, outcome: &'static str) {
+        self.webhooks
+            .get_or_create(&OutcomeLabels {
+                kind: kind.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
 /// A snapshot of a connection pool, taken at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolSample {
@@ -88,6 +123,7 @@ pub struct Metrics {
     pools: Family<PoolLabels, Gauge>,
     pub actors: ActorSeries,
     pub realtime: RealtimeSeries,
+    pub payments: PaymentSeries,
 }
 
 impl Default for Metrics {
@@ -105,6 +141,17 @@ impl Metrics {
         let pools = Family::<PoolLabels, Gauge>::default();
         let actors = ActorSeries::default();
         let realtime = RealtimeSeries::default();
+        let payments = PaymentSeries::default();
+        registry.register(
+            "payment_provider_calls",
+            "Refund and payout calls to the payment provider by outcome (done, retried, failed)",
+            payments.ops.clone(),
+        );
+        registry.register(
+            "payment_webhooks",
+            "Payment provider webhook events by type and outcome",
+            payments.webhooks.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by method, route template and status",
@@ -168,6 +215,7 @@ impl Metrics {
             pools,
             actors,
             realtime,
+            payments,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::error::AppError;
 use crate::models::matches::{self as rows, MatchRow, NewMatch, NewMatchEvent};
 use crate::models::{parcels, trips};
 use crate::services::activities;
+use crate::services::payments;
 use crate::services::auth::AuthUser;
 use crate::services::events::Event;
 use crate::services::users;
@@ -32,6 +33,12 @@ pub struct Touched {
 }
 
 impl Touched {
+    pub fn absorb(&mut self, other: Touched) {
+        self.matches.extend(other.matches);
+        self.trips.extend(other.trips);
+        self.parcels.extend(other.parcels);
+    }
+
     pub async fn publish(self, state: &AppState) {
         for m in &self.matches {
             state
@@ -46,6 +53,17 @@ impl Touched {
         }
         publish_changes(state, &self.trips, &self.parcels).await;
     }
+}
+
+/// Locks a match the way every change does (its trip, then its parcel, then the match), so
+/// changes from any path serialise without deadlocks.
+pub async fn lock_match(conn: &mut AsyncPgConnection, id: Uuid) -> Result<MatchRow, AppError> {
+    let seen = rows::find(conn, id).await?.ok_or_else(AppError::not_found)?;
+    trips::find_for_update(conn, seen.trip_id).await?;
+    parcels::find_for_update(conn, seen.parcel_id).await?;
+    rows::find_for_update(conn, id)
+        .await?
+        .ok_or_else(AppError::not_found)
 }
 
 fn invalid_transition(from: &str, action: MatchAction) -> AppError {
@@ -337,10 +355,6 @@ pub async fn act(
             let m = rows::find_for_update(conn, id.0)
                 .await?
                 .ok_or_else(AppError::not_found)?;
-            if action == MatchAction::Cancel && m.status == "paid" {
-                // Refunds come with the payments capability; until then a paid match stays.
-                return Err(invalid_transition(&m.status, action));
-            }
             let lapsed = matches!(m.status.as_str(), "requested" | "accepted")
                 && m.expires_at.is_some_and(|t| t <= now);
             if lapsed {
@@ -376,6 +390,10 @@ pub async fn act(
                 &mut touched,
             )
             .await?;
+            if action == MatchAction::Cancel && m.status == MatchStatus::Paid.as_str() {
+                payments::settle::on_cancel(conn, &m, auth.user_id.0, trip.departure_at, now)
+                    .await?;
+            }
             Ok::<_, AppError>((row, touched))
         })
         .await?;
@@ -419,9 +437,7 @@ pub async fn sweep_expired(state: &AppState) -> Result<usize, AppError> {
             })
             .await?;
         if let Some(one) = expired {
-            touched.matches.extend(one.matches);
-            touched.trips.extend(one.trips);
-            touched.parcels.extend(one.parcels);
+            touched.absorb(one);
         }
     }
     let n = touched.matches.len();

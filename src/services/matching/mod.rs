@@ -61,6 +61,15 @@ pub struct MatchView {
     /// The state changes, oldest first (on `GET /api/matches/{id}` and after an action).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<MatchEventView>>,
+    /// The sender's payment (on `GET /api/matches/{id}`, once there is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<crate::services::payments::PaymentView>,
+    /// For the sender only, while valid: the code to give the traveler at pickup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<String>,
+    /// For the sender only, while valid: the recipient's code for delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -90,6 +99,9 @@ pub(crate) fn view(m: MatchRow, events: Option<Vec<MatchEventRow>>) -> MatchView
         room_id: m.room_id,
         created_at: m.created_at,
         updated_at: m.updated_at,
+        payment: None,
+        pickup_code: None,
+        delivery_code: None,
         events: events.map(|e| {
             e.into_iter()
                 .map(|e| MatchEventView {
@@ -113,7 +125,16 @@ pub async fn get(state: &AppState, auth: AuthUser, id: MatchId) -> Result<MatchV
         .filter(|m| m.sender_id == auth.user_id.0 || m.traveler_id == auth.user_id.0)
         .ok_or_else(AppError::not_found)?;
     let events = rows::events(&mut conn, m.id).await?;
-    Ok(view(m, Some(events)))
+    let payment = crate::services::payments::payment_of(&mut conn, m.id).await?;
+    let codes = if m.sender_id == auth.user_id.0 {
+        crate::services::payments::custody::readable_codes(&mut conn, state, &m).await?
+    } else {
+        (None, None)
+    };
+    let mut out = view(m, Some(events));
+    out.payment = payment;
+    (out.pickup_code, out.delivery_code) = codes;
+    Ok(out)
 }
 
 const SCOPE: &str = "matches";

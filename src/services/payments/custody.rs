@@ -1,0 +1,227 @@
+//! Handover: the traveler enters the sender's pickup code (`paid` → `in_transit`, which issues
+//! the delivery code) and the recipient's delivery code (`in_transit` → `delivered`, which
+//! schedules the release of the held funds, at once when `payments.release_delay_secs` is 0).
+//! Wrong codes are counted; the fifth locks the code (423).
+
+use actix_web::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+
+use super::codes::{CodeKind, MAX_ATTEMPTS};
+use super::settle;
+use crate::db;
+use crate::domain::ids::MatchId;
+use crate::domain::matching::{MatchAction, MatchStatus};
+use crate::domain::FieldError;
+use crate::error::AppError;
+use crate::models::matches::{self as match_rows, MatchRow};
+use crate::models::payments::{self as rows, Stamp};
+use crate::models::trips;
+use crate::services::auth::AuthUser;
+use crate::services::matching::lifecycle::{self, Step, Touched};
+use crate::services::matching::{view, MatchView};
+use crate::state::AppState;
+
+/// The pickup code is valid until 24 h after departure; the delivery code 72 h after arrival.
+const PICKUP_VALID_AFTER_DEPARTURE_H: i64 = 24;
+const DELIVERY_VALID_AFTER_ARRIVAL_H: i64 = 72;
+
+/// Issues (or reissues) a code for the match, inside the caller's transaction.
+pub async fn issue(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    m: &MatchRow,
+    kind: CodeKind,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let trip = trips::find(conn, m.trip_id)
+        .await?
+        .ok_or_else(|| AppError::internal("a match without its trip"))?;
+    let expires_at = match kind {
+        CodeKind::Pickup => trip.departure_at + Duration::hours(PICKUP_VALID_AFTER_DEPARTURE_H),
+        CodeKind::Delivery => trip.arrival_at + Duration::hours(DELIVERY_VALID_AFTER_ARRIVAL_H),
+    }
+    .max(now + Duration::hours(1));
+    let key = &state.payments.codes;
+    let salt = super::codes::CodeKey::new_salt();
+    let code = key.code(m.id, kind, &salt);
+    let hash = key.hash(m.id, kind, &salt, &code);
+    rows::put_code(conn, m.id, kind.as_str(), &salt, &hash, expires_at).await?;
+    Ok(())
+}
+
+/// The codes the sender may read now (valid, unused, not locked): (pickup, delivery).
+pub async fn readable_codes(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    m: &MatchRow,
+) -> Result<(Option<String>, Option<String>), AppError> {
+    let now = Utc::now();
+    let mut out = (None, None);
+    for row in rows::codes_of(conn, m.id).await? {
+        let live = row.used_at.is_none() && row.expires_at > now && row.attempts < MAX_ATTEMPTS;
+        let kind = match row.kind.as_str() {
+            "pickup" if live && m.status == MatchStatus::Paid.as_str() => CodeKind::Pickup,
+            "delivery" if live && m.status == MatchStatus::InTransit.as_str() => {
+                CodeKind::Delivery
+            }
+            _ => continue,
+        };
+        let code = state.payments.codes.code(m.id, kind, &row.salt);
+        match kind {
+            CodeKind::Pickup => out.0 = Some(code),
+            CodeKind::Delivery => out.1 = Some(code),
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /api/matches/{id}/pickup` (`kind` pickup) or `/deliver` (`kind` delivery).
+pub async fn hand_over(
+    state: &AppState,
+    auth: AuthUser,
+    id: MatchId,
+    kind: CodeKind,
+    code: &str,
+) -> Result<MatchView, AppError> {
+    let now = Utc::now();
+    let (action, from) = match kind {
+        CodeKind::Pickup => (MatchAction::Pickup, MatchStatus::Paid),
+        CodeKind::Delivery => (MatchAction::Deliver, MatchStatus::InTransit),
+    };
+    let mut conn = db::conn(&state.db).await?;
+    // The outer result commits (a wrong attempt is counted even though the call fails); the
+    // inner one is the answer.
+    let outcome = conn
+        .transaction(async |conn| {
+            let m = lifecycle::lock_match(conn, id.0).await?;
+            let me = auth.user_id.0;
+            if me != m.sender_id && me != m.traveler_id {
+                return Err(AppError::not_found());
+            }
+            if me != m.traveler_id {
+                return Ok(Err(AppError::forbidden(
+                    "not_traveler",
+                    "Only the traveler enters a handover code.",
+                )));
+            }
+            if m.status != from.as_str() {
+                return Ok(Err(AppError::conflict(
+                    "invalid_transition",
+                    format!("A {} match cannot be {}.", m.status, match kind {
+                        CodeKind::Pickup => "picked up",
+                        CodeKind::Delivery => "delivered",
+                    }),
+                )));
+            }
+            let Some(row) = rows::code_for_update(conn, m.id, kind.as_str()).await? else {
+                return Ok(Err(AppError::conflict("no_code", "No code has been issued.")));
+            };
+            if row.attempts >= MAX_ATTEMPTS {
+                return Ok(Err(locked(kind)));
+            }
+            if row.expires_at <= now {
+                return Ok(Err(AppError::conflict(
+                    "code_expired",
+                    "This code has expired; the sender can reissue it.",
+                )));
+            }
+            let key = &state.payments.codes;
+            if !key.verify(m.id, kind, &row.salt, &row.code_hash, code) {
+                let attempts = rows::count_wrong_attempt(conn, m.id, kind.as_str()).await?;
+                let left = MAX_ATTEMPTS - attempts;
+                if left <= 0 {
+                    return Ok(Err(locked(kind)));
+                }
+                return Ok(Err(AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "wrong_code",
+                    format!("The code is wrong; {left} attempts left."),
+                )
+                .with_errors(vec![FieldError::new(
+                    "code",
+                    format!("wrong code, {left} attempts left"),
+                )])
+                .with_header("X-Attempts-Left", left.to_string())));
+            }
+            rows::use_code(conn, m.id, kind.as_str(), now).await?;
+            let mut touched = Touched::default();
+            let step = Step {
+                action,
+                actor: Some(me),
+                reason: None,
+            };
+            let mut updated = lifecycle::transition(conn, state, &m, step, now, &mut touched).await?;
+            match kind {
+                CodeKind::Pickup => {
+                    match_rows::set_parcel_status(conn, m.parcel_id, "in_transit").await?;
+                    rows::stamp(conn, m.id, Stamp::PickedUp, now, None).await?;
+                    issue(conn, state, &updated, CodeKind::Delivery, now).await?;
+                }
+                CodeKind::Delivery => {
+                    match_rows::set_parcel_status(conn, m.parcel_id, "delivered").await?;
+                    let delay = state.settings.payments.release_delay_secs;
+                    let release_at =
+                        now + Duration::seconds(i64::try_from(delay).unwrap_or(i64::MAX / 1000));
+                    rows::stamp(conn, m.id, Stamp::Delivered, now, Some(release_at)).await?;
+                    if delay == 0 {
+                        updated = settle::release(conn, state, &updated, now, &mut touched).await?;
+                    }
+                }
+            }
+            touched.parcels.push(m.parcel_id);
+            Ok(Ok((updated, touched)))
+        })
+        .await?;
+    let (row, touched) = outcome?;
+    let events = match_rows::events(&mut conn, row.id).await?;
+    drop(conn);
+    touched.publish(state).await;
+    Ok(view(row, Some(events)))
+}
+
+fn locked(kind: CodeKind) -> AppError {
+    AppError::new(
+        StatusCode::LOCKED,
+        "code_locked",
+        match kind {
+            CodeKind::Pickup => "Too many wrong attempts; the sender must reissue the pickup code.",
+            CodeKind::Delivery => "Too many wrong attempts; the delivery code is locked.",
+        },
+    )
+}
+
+/// `POST /api/matches/{id}/codes/pickup`: the sender replaces the pickup code (a new code,
+/// attempts reset), e.g. after it was locked.
+pub async fn reissue_pickup(
+    state: &AppState,
+    auth: AuthUser,
+    id: MatchId,
+) -> Result<MatchView, AppError> {
+    let now = Utc::now();
+    let mut conn = db::conn(&state.db).await?;
+    let row = conn
+        .transaction(async |conn| {
+            let m = match_rows::find_for_update(conn, id.0)
+                .await?
+                .filter(|m| m.sender_id == auth.user_id.0 || m.traveler_id == auth.user_id.0)
+                .ok_or_else(AppError::not_found)?;
+            if m.sender_id != auth.user_id.0 {
+                return Err(AppError::forbidden(
+                    "not_sender",
+                    "Only the sender can reissue the pickup code.",
+                ));
+            }
+            if m.status != MatchStatus::Paid.as_str() {
+                return Err(AppError::conflict(
+                    "invalid_transition",
+                    "The pickup code can be reissued only before pickup.",
+                ));
+            }
+            issue(conn, state, &m, CodeKind::Pickup, now).await?;
+            Ok::<_, AppError>(m)
+        })
+        .await?;
+    let events = match_rows::events(&mut conn, row.id).await?;
+    Ok(view(row, Some(events)))
+}

@@ -1,0 +1,352 @@
+//! Money around a match (issue 7): the sender pays (a charge at the provider, then the ledger
+//! moves provider clearing → the match's held funds in the same transaction as `paid`), the
+//! custody codes move the parcel, delivery releases the held funds to the traveler (minus the
+//! fee) after the release delay, a cancellation refunds by the product's rules, and the wallet
+//! shows and withdraws a user's balance. Webhooks and the API's own confirmation meet in one
+//! idempotent `confirm_charge`, so either order reaches the same state once.
+//!
+//! Ledger idempotency keys name the business action: `match:<id>:pay`, `:refund`,
+//! `:cancel_share`, `:release`, `:fee`; `withdrawal:<id>:start`, `:settle`, `:reverse`.
+
+pub mod codes;
+pub mod custody;
+pub mod idempotency;
+pub mod provider;
+pub mod settle;
+pub mod wallet;
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db;
+use crate::domain::ids::MatchId;
+use crate::domain::matching::{MatchAction, MatchStatus};
+use crate::domain::money::{Currency, Money, MoneyDto};
+use crate::error::AppError;
+use crate::models::matches::MatchRow;
+use crate::models::payments::{self as rows, PaymentRow, Stamp};
+use crate::services::auth::AuthUser;
+use crate::services::ledger::{self, Account, Posting, Reference};
+use crate::services::matching::lifecycle::{self, Step, Touched};
+use crate::services::matching::{view, MatchView};
+use crate::state::AppState;
+use codes::{CodeKey, CodeKind};
+use provider::{ChargeRequest, ChargeStatus, PaymentProvider, Provider, ProviderError};
+
+/// The provider and the custody-code key of this node.
+#[derive(Debug)]
+pub struct Payments {
+    pub provider: Provider,
+    pub codes: CodeKey,
+    /// Wakes the worker (a refund or payout was queued).
+    pub kick: tokio::sync::Notify,
+}
+
+impl Payments {
+    pub fn new(settings: &crate::config::Settings) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            provider: Provider::from_settings(&settings.stripe)?,
+            codes: CodeKey::new(settings.auth.refresh_token_secret.expose().as_bytes()),
+            kick: tokio::sync::Notify::new(),
+        })
+    }
+}
+
+/// A payment as clients see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    pub id: Uuid,
+    /// `test` or `stripe`.
+    pub provider: String,
+    /// True when no real money moves (the built-in test provider).
+    pub test_mode: bool,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub amount: MoneyDto,
+    pub refunded: MoneyDto,
+    /// For the client to confirm a pending Stripe PaymentIntent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// `POST /api/matches/{id}/pay`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayOutcome {
+    /// The match's status after the call: `paid`, or `accepted` while the charge is pending.
+    pub status: String,
+    pub payment: PaymentView,
+    #[serde(rename = "match")]
+    pub match_view: MatchView,
+}
+
+pub fn payment_view(p: &PaymentRow, client_secret: Option<String>) -> PaymentView {
+    PaymentView {
+        id: p.id,
+        provider: p.provider.clone(),
+        test_mode: p.provider == "test",
+        status: p.status.clone(),
+        amount: MoneyDto {
+            amount: p.amount,
+            currency: p.currency.clone(),
+        },
+        refunded: MoneyDto {
+            amount: p.refunded,
+            currency: p.currency.clone(),
+        },
+        client_secret,
+        failure: p.failure.clone(),
+    }
+}
+
+pub(crate) fn money(amount: i64, currency: &str) -> Result<Money, AppError> {
+    let currency =
+        Currency::parse(currency, "currency").map_err(|e| AppError::internal(e.message))?;
+    Ok(Money::new(amount, currency))
+}
+
+/// Posts `amount` (skipped when zero: the ledger holds only real moves).
+pub(crate) async fn post(
+    conn: &mut AsyncPgConnection,
+    key: String,
+    debit: Account,
+    credit: Account,
+    amount: i64,
+    currency: &str,
+    reference: Reference,
+) -> Result<(), AppError> {
+    if amount == 0 {
+        return Ok(());
+    }
+    ledger::post(
+        conn,
+        &Posting {
+            key,
+            debit,
+            credit,
+            amount: money(amount, currency)?,
+            reference,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn provider_error(e: ProviderError) -> AppError {
+    match e {
+        ProviderError::Transient(detail) => AppError::unavailable("The payment provider", detail),
+        ProviderError::Rejected(detail) => AppError::new(
+            actix_web::http::StatusCode::PAYMENT_REQUIRED,
+            "payment_declined",
+            format!("The payment provider refused: {detail}"),
+        ),
+    }
+}
+
+/// The sender pays an accepted match. With a payment method (or the test provider) the charge
+/// completes here and the match is `paid`; otherwise the answer carries the client secret and
+/// the match becomes `paid` when the provider confirms (webhook).
+pub async fn pay(
+    state: &AppState,
+    auth: AuthUser,
+    id: MatchId,
+    payment_method: Option<String>,
+) -> Result<PayOutcome, AppError> {
+    let now = Utc::now();
+    let provider = &state.payments.provider;
+    let mut conn = db::conn(&state.db).await?;
+    let (m, payment) = conn
+        .transaction(async |conn| {
+            let m = crate::models::matches::find_for_update(conn, id.0)
+                .await?
+                .filter(|m| m.sender_id == auth.user_id.0 || m.traveler_id == auth.user_id.0)
+                .ok_or_else(AppError::not_found)?;
+            if m.sender_id != auth.user_id.0 {
+                return Err(AppError::forbidden(
+                    "not_sender",
+                    "Only the sender pays for a match.",
+                ));
+            }
+            if m.status != MatchStatus::Accepted.as_str() {
+                return Err(AppError::conflict(
+                    "invalid_transition",
+                    format!("A {} match cannot be paid.", m.status),
+                ));
+            }
+            if m.expires_at.is_some_and(|t| t <= now) {
+                return Err(AppError::conflict(
+                    "expired",
+                    "The payment window has closed.",
+                ));
+            }
+            let p = rows::open_payment(conn, m.id, provider.name(), m.price, &m.currency).await?;
+            Ok::<_, AppError>((m, p))
+        })
+        .await?;
+    drop(conn);
+
+    // The provider call, outside any transaction. The key names this attempt: a retry of the
+    // same request gets the provider's first answer; another payment method is a new attempt.
+    let attempt = payment_method.as_deref().unwrap_or("client");
+    let charge = provider
+        .charge(&ChargeRequest {
+            match_id: m.id,
+            amount: money(m.price, &m.currency)?,
+            payment_method: payment_method.clone(),
+            idempotency_key: format!("match:{}:pay:{attempt}", m.id),
+        })
+        .await;
+    let charge = match charge {
+        Ok(c) => c,
+        Err(ProviderError::Rejected(reason)) => {
+            let mut conn = db::conn(&state.db).await?;
+            rows::set_payment(&mut conn, payment.id, "failed", None, None, Some(&reason)).await?;
+            return Err(provider_error(ProviderError::Rejected(reason)));
+        }
+        Err(e) => return Err(provider_error(e)),
+    };
+    match charge.status {
+        ChargeStatus::Succeeded => {
+            let confirmed =
+                confirm_charge(state, &charge.intent_id, charge.charge_id.as_deref(), now).await?;
+            let (m, p) = match confirmed {
+                Some(done) => done,
+                None => return Err(AppError::internal("the confirmed payment vanished")),
+            };
+            let match_view = view(m, None);
+            Ok(PayOutcome {
+                status: match_view.status.clone(),
+                payment: payment_view(&p, None),
+                match_view,
+            })
+        }
+        ChargeStatus::Pending => {
+            let mut conn = db::conn(&state.db).await?;
+            let p = rows::set_payment(
+                &mut conn,
+                payment.id,
+                "pending",
+                Some(&charge.intent_id),
+                charge.charge_id.as_deref(),
+                None,
+            )
+            .await?;
+            let match_view = view(m, None);
+            Ok(PayOutcome {
+                status: match_view.status.clone(),
+                payment: payment_view(&p, charge.client_secret),
+                match_view,
+            })
+        }
+        ChargeStatus::Failed => {
+            let reason = charge.failure.unwrap_or_else(|| "declined".to_owned());
+            let mut conn = db::conn(&state.db).await?;
+            rows::set_payment(
+                &mut conn,
+                payment.id,
+                "failed",
+                Some(&charge.intent_id),
+                None,
+                Some(&reason),
+            )
+            .await?;
+            Err(provider_error(ProviderError::Rejected(reason)))
+        }
+    }
+}
+
+/// Records that the provider charged `intent_id` — from the API's own confirmation or a
+/// webhook, in either order, any number of times: the first one moves the money and the
+/// match, the others find it done. Money that arrives for a match that is no longer waiting
+/// for it (it expired or was cancelled meanwhile) is refunded in full. `None`: not our charge.
+pub async fn confirm_charge(
+    state: &AppState,
+    intent_id: &str,
+    charge_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<(MatchRow, PaymentRow)>, AppError> {
+    let mut conn = db::conn(&state.db).await?;
+    let Some(found) = rows::payment_by_intent(&mut conn, intent_id).await? else {
+        return Ok(None);
+    };
+    let (done, touched) = conn
+        .transaction(async |conn| {
+            let m = lifecycle::lock_match(conn, found.match_id).await?;
+            let p = rows::open_payment(conn, m.id, &found.provider, m.price, &m.currency).await?;
+            let mut touched = Touched::default();
+            if p.status == "succeeded" {
+                return Ok::<_, AppError>(((m, p), touched));
+            }
+            let p = rows::set_payment(conn, p.id, "succeeded", Some(intent_id), charge_id, None)
+                .await?;
+            post(
+                conn,
+                format!("match:{}:pay", m.id),
+                Account::ProviderClearing,
+                Account::MatchHeld(m.id),
+                p.amount,
+                &p.currency,
+                Reference::Match(m.id),
+            )
+            .await?;
+            let m = if m.status == MatchStatus::Accepted.as_str() {
+                let paid = lifecycle::transition(
+                    conn,
+                    state,
+                    &m,
+                    Step {
+                        action: MatchAction::Pay,
+                        actor: Some(m.sender_id),
+                        reason: None,
+                    },
+                    now,
+                    &mut touched,
+                )
+                .await?;
+                rows::stamp(conn, m.id, Stamp::Paid, now, None).await?;
+                custody::issue(conn, state, &paid, CodeKind::Pickup, now).await?;
+                paid
+            } else {
+                // Too late: give it all back.
+                settle::refund(conn, &m, &p, p.amount).await?;
+                m
+            };
+            Ok(((m, p), touched))
+        })
+        .await?;
+    drop(conn);
+    touched.publish(state).await;
+    Ok(Some(done))
+}
+
+/// Records that the provider declined `intent_id` (a webhook): a pending payment becomes
+/// `failed` and the sender may pay again; a settled one is left alone.
+pub async fn fail_charge(
+    state: &AppState,
+    intent_id: &str,
+    reason: &str,
+) -> Result<bool, AppError> {
+    let mut conn = db::conn(&state.db).await?;
+    let Some(p) = rows::payment_by_intent(&mut conn, intent_id).await? else {
+        return Ok(false);
+    };
+    if p.status != "pending" {
+        return Ok(false);
+    }
+    rows::set_payment(&mut conn, p.id, "failed", None, None, Some(reason)).await?;
+    Ok(true)
+}
+
+/// The payment of a match, for its parties.
+pub async fn payment_of(
+    conn: &mut AsyncPgConnection,
+    match_id: Uuid,
+) -> Result<Option<PaymentView>, AppError> {
+    Ok(rows::payment_of_match(conn, match_id)
+        .await?
+        .map(|p| payment_view(&p, None)))
+}

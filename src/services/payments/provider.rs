@@ -1,0 +1,211 @@
+//! The payment provider behind one trait: Stripe (`stripe.secret_key` set) or the built-in test
+//! provider, which follows the same flow and succeeds at once (with a few magic values to
+//! exercise failures, see `TestProvider`). Every call carries an idempotency key derived from
+//! the business action, so a retried call never charges, refunds or pays out twice.
+
+use std::future::Future;
+
+use crate::domain::money::Money;
+
+/// What the service asks for when the sender pays.
+#[derive(Debug, Clone)]
+pub struct ChargeRequest {
+    pub match_id: uuid::Uuid,
+    pub amount: Money,
+    /// A payment method to confirm with at once (`pm_…`); without one the client confirms
+    /// with the returned client secret.
+    pub payment_method: Option<String>,
+    pub idempotency_key: String,
+}
+
+/// Where a charge stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeStatus {
+    Succeeded,
+    /// Waiting for the client (3-D Secure, confirmation with the client secret).
+    Pending,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Charge {
+    pub intent_id: String,
+    pub status: ChargeStatus,
+    pub client_secret: Option<String>,
+    pub charge_id: Option<String>,
+    pub failure: Option<String>,
+}
+
+/// A provider call that did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth retrying (network, 5xx, rate limit).
+    #[error("payment provider unavailable: {0}")]
+    Transient(String),
+    /// The provider said no; retrying the same call will not help.
+    #[error("payment provider refused: {0}")]
+    Rejected(String),
+}
+
+pub trait PaymentProvider {
+    /// `test` or `stripe`.
+    fn name(&self) -> &'static str;
+
+    /// A PaymentIntent on the platform account, captured automatically, in the transfer group
+    /// `match:<id>`.
+    fn charge(&self, req: &ChargeRequest)
+        -> impl Future<Output = Result<Charge, ProviderError>> + Send;
+
+    /// Refunds part or all of a charge; returns the refund's id.
+    fn refund(
+        &self,
+        intent_id: &str,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
+
+    /// Moves money to a connected account; returns the transfer's id.
+    fn transfer(
+        &self,
+        destination: &str,
+        amount: Money,
+        transfer_group: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
+
+    /// Whether a connected account exists and can receive transfers.
+    fn account_ok(&self, account_id: &str)
+        -> impl Future<Output = Result<bool, ProviderError>> + Send;
+}
+
+/// The built-in provider: everything succeeds at once, except these test values —
+/// payment method `pm_card_chargeDeclined` is declined; payout destination `acct_rejected` is
+/// refused, `acct_unreachable` times out (a transient error, retried).
+#[derive(Debug, Clone, Default)]
+pub struct TestProvider;
+
+pub const TEST_DECLINED_METHOD: &str = "pm_card_chargeDeclined";
+pub const TEST_REJECTED_ACCOUNT: &str = "acct_rejected";
+pub const TEST_UNREACHABLE_ACCOUNT: &str = "acct_unreachable";
+
+/// A stable id for a test object from its idempotency key (a retried call gets the same id,
+/// like the real provider's idempotency).
+fn test_id(prefix: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_test_{hex}")
+}
+
+impl PaymentProvider for TestProvider {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ProviderError> {
+        let intent_id = test_id("pi", &req.idempotency_key);
+        let declined = req.payment_method.as_deref() == Some(TEST_DECLINED_METHOD);
+        Ok(Charge {
+            client_secret: None,
+            charge_id: (!declined).then(|| test_id("ch", &req.idempotency_key)),
+            status: if declined {
+                ChargeStatus::Failed
+            } else {
+                ChargeStatus::Succeeded
+            },
+            failure: declined.then(|| "card_declined".to_owned()),
+            intent_id,
+        })
+    }
+
+    async fn refund(
+        &self,
+        _intent_id: &str,
+        _amount: Money,
+        idempotency_key: &str,
+    ) -> Result<String, ProviderError> {
+        Ok(test_id("re", idempotency_key))
+    }
+
+    async fn transfer(
+        &self,
+        destination: &str,
+        _amount: Money,
+        _transfer_group: &str,
+        idempotency_key: &str,
+    ) -> Result<String, ProviderError> {
+        match destination {
+            TEST_REJECTED_ACCOUNT => Err(ProviderError::Rejected(
+                "the destination account cannot receive transfers".to_owned(),
+            )),
+            TEST_UNREACHABLE_ACCOUNT => Err(ProviderError::Transient("timed out".to_owned())),
+            _ => Ok(test_id("tr", idempotency_key)),
+        }
+    }
+
+    async fn account_ok(&self, _account_id: &str) -> Result<bool, ProviderError> {
+        Ok(true)
+    }
+}
+
+/// The provider this node uses.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    Test(TestProvider),
+}
+
+impl Provider {
+    /// Stripe when a secret key is configured, the test provider otherwise.
+    pub fn from_settings(
+        _stripe: &crate::config::StripeSettings,
+    ) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::Test(TestProvider))
+    }
+
+    pub fn is_test(&self) -> bool {
+        matches!(self, Self::Test(_))
+    }
+}
+
+impl PaymentProvider for Provider {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Test(p) => p.name(),
+        }
+    }
+
+    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ProviderError> {
+        match self {
+            Self::Test(p) => p.charge(req).await,
+        }
+    }
+
+    async fn refund(
+        &self,
+        intent_id: &str,
+        amount: Money,
+        key: &str,
+    ) -> Result<String, ProviderError> {
+        match self {
+            Self::Test(p) => p.refund(intent_id, amount, key).await,
+        }
+    }
+
+    async fn transfer(
+        &self,
+        destination: &str,
+        amount: Money,
+        group: &str,
+        key: &str,
+    ) -> Result<String, ProviderError> {
+        match self {
+            Self::Test(p) => p.transfer(destination, amount, group, key).await,
+        }
+    }
+
+    async fn account_ok(&self, account_id: &str) -> Result<bool, ProviderError> {
+        match self {
+            Self::Test(p) => p.account_ok(account_id).await,
+        }
+    }
+}

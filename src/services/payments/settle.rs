@@ -1,0 +1,398 @@
+//! Where held money goes: released to the traveler after delivery (the sweeper), back to the
+//! sender on cancellation (the product's rules), and the worker that makes the provider calls
+//! (refunds, payouts) queued by committed transactions, with backoff and a limit.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use rand::RngExt as _;
+use uuid::Uuid;
+
+use super::post;
+use super::provider::{PaymentProvider, ProviderError};
+use crate::db;
+use crate::domain::matching::{MatchAction, MatchStatus};
+use crate::error::AppError;
+use crate::models::matches::MatchRow;
+use crate::models::payments::{self as rows, NewOp, OpRow, PaymentRow};
+use crate::models::{parcels, trips};
+use crate::services::ledger::{Account, Reference};
+use crate::services::matching::lifecycle::{self, Step, Touched};
+use crate::state::AppState;
+
+/// Most matches (or provider calls) one sweep takes.
+const SWEEP_BATCH: i64 = 100;
+/// A claimed provider call is not retried by another worker for this long.
+const OP_LEASE_SECS: i64 = 60;
+/// A sender cancelling less than this before departure gets 80 % back.
+const LATE_CANCEL_HOURS: i64 = 24;
+/// The refunded share of a late sender cancellation, in basis points (the rest goes to the
+/// traveler, no fee taken; rounded half up in the sender's favour).
+const LATE_CANCEL_REFUND_BPS: i64 = 8_000;
+
+/// Refunds `amount` of a match's payment: the ledger moves it from the held funds back to the
+/// provider's clearing account now, and the provider call is queued (same transaction).
+pub async fn refund(
+    conn: &mut AsyncPgConnection,
+    m: &MatchRow,
+    p: &PaymentRow,
+    amount: i64,
+) -> Result<(), AppError> {
+    if amount == 0 {
+        return Ok(());
+    }
+    let key = format!("match:{}:refund", m.id);
+    post(
+        conn,
+        key.clone(),
+        Account::MatchHeld(m.id),
+        Account::ProviderClearing,
+        amount,
+        &m.currency,
+        Reference::Match(m.id),
+    )
+    .await?;
+    rows::enqueue_op(
+        conn,
+        &NewOp {
+            id: Uuid::now_v7(),
+            kind: "refund",
+            match_id: Some(m.id),
+            withdrawal_id: None,
+            amount,
+            currency: &p.currency,
+            idempotency_key: &key,
+            status: "pending",
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// How a cancellation of a paid match splits the price: (refund to the sender, share to the
+/// traveler, strike for the traveler).
+pub fn cancellation_split(
+    price: i64,
+    by_traveler: bool,
+    departure_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (i64, i64, bool) {
+    if by_traveler {
+        return (price, 0, true);
+    }
+    if departure_at - now > Duration::hours(LATE_CANCEL_HOURS) {
+        return (price, 0, false);
+    }
+    let refund = i64::try_from(
+        (i128::from(price) * i128::from(LATE_CANCEL_REFUND_BPS) + 5_000) / 10_000,
+    )
+    .unwrap_or(price)
+    .min(price);
+    (refund, price - refund, false)
+}
+
+/// The money of a paid match being cancelled by a party (inside the cancellation's
+/// transaction, after the state change): refund, the traveler's share, the strike.
+pub async fn on_cancel(
+    conn: &mut AsyncPgConnection,
+    m: &MatchRow,
+    by: Uuid,
+    departure_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let p = rows::payment_of_match(conn, m.id)
+        .await?
+        .filter(|p| p.status == "succeeded")
+        .ok_or_else(|| AppError::internal("a paid match without a settled payment"))?;
+    let (back, share, strike) =
+        cancellation_split(m.price, by == m.traveler_id, departure_at, now);
+    refund(conn, m, &p, back).await?;
+    post(
+        conn,
+        format!("match:{}:cancel_share", m.id),
+        Account::MatchHeld(m.id),
+        Account::UserAvailable(m.traveler_id),
+        share,
+        &m.currency,
+        Reference::Match(m.id),
+    )
+    .await?;
+    if strike {
+        rows::add_strike(conn, m.traveler_id).await?;
+    }
+    Ok(())
+}
+
+/// Releases a delivered match's held funds (inside the caller's transaction): price − fee to
+/// the traveler, the fee to the platform; the match is `completed`.
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    m: &MatchRow,
+    now: DateTime<Utc>,
+    touched: &mut Touched,
+) -> Result<MatchRow, AppError> {
+    post(
+        conn,
+        format!("match:{}:release", m.id),
+        Account::MatchHeld(m.id),
+        Account::UserAvailable(m.traveler_id),
+        m.price - m.fee,
+        &m.currency,
+        Reference::Match(m.id),
+    )
+    .await?;
+    post(
+        conn,
+        format!("match:{}:fee", m.id),
+        Account::MatchHeld(m.id),
+        Account::PlatformRevenue,
+        m.fee,
+        &m.currency,
+        Reference::Match(m.id),
+    )
+    .await?;
+    let step = Step {
+        action: MatchAction::Complete,
+        actor: None,
+        reason: Some("funds_released"),
+    };
+    let done = lifecycle::transition(conn, state, m, step, now, touched).await?;
+    rows::count_delivery(conn, m.traveler_id).await?;
+    Ok(done)
+}
+
+/// Releases every delivered match whose release time has come, each in its own transaction
+/// (the same lock order as every other change; `SKIP LOCKED` on the match, so several nodes
+/// sweeping release each once).
+pub async fn sweep_releases(state: &AppState) -> Result<usize, AppError> {
+    let now = Utc::now();
+    let mut conn = db::conn(&state.db).await?;
+    let due = rows::due_releases(&mut conn, now, SWEEP_BATCH).await?;
+    let mut touched = Touched::default();
+    for (match_id, trip_id, parcel_id) in due {
+        let one = conn
+            .transaction(async |conn| {
+                trips::find_for_update(conn, trip_id).await?;
+                parcels::find_for_update(conn, parcel_id).await?;
+                let Some(m) = crate::models::matches::claim(conn, match_id).await? else {
+                    return Ok::<_, AppError>(None);
+                };
+                if m.status != MatchStatus::Delivered.as_str() {
+                    return Ok(None); // disputed or released meanwhile
+                }
+                let mut one = Touched::default();
+                release(conn, state, &m, now, &mut one).await?;
+                Ok(Some(one))
+            })
+            .await?;
+        if let Some(one) = one {
+            touched.absorb(one);
+        }
+    }
+    let n = touched.matches.len();
+    drop(conn);
+    touched.publish(state).await;
+    Ok(n)
+}
+
+/// Makes the due provider calls. Each is claimed with a lease (an atomic update, so two
+/// workers never call at once), called with its idempotency key, then finished: done, retried
+/// later with exponential backoff and jitter, or failed after `payments.max_attempts` (a
+/// failed payout goes back to the user's available balance).
+pub async fn run_ops(state: &AppState) -> Result<usize, AppError> {
+    let now = Utc::now();
+    let mut conn = db::conn(&state.db).await?;
+    let due = rows::due_ops(&mut conn, now, SWEEP_BATCH).await?;
+    drop(conn);
+    let mut handled = 0;
+    for id in due {
+        if run_op(state, id).await? {
+            handled += 1;
+        }
+    }
+    Ok(handled)
+}
+
+/// Runs one provider call if it is due and unclaimed; `true` when this worker ran it.
+pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
+    let now = Utc::now();
+    let mut conn = db::conn(&state.db).await?;
+    let lease = now + Duration::seconds(OP_LEASE_SECS);
+    let Some(op) = rows::lease_op(&mut conn, id, now, lease).await? else {
+        return Ok(false);
+    };
+    drop(conn);
+    let result = call(state, &op).await;
+    let mut conn = db::conn(&state.db).await?;
+    let max = i32::try_from(state.settings.payments.max_attempts).unwrap_or(i32::MAX);
+    conn.transaction(async |conn| {
+        match result {
+            Ok(reference) => {
+                rows::finish_op(conn, op.id, "done", Some(&reference), None).await?;
+                after_done(conn, &op, &reference).await?;
+                state.metrics.payments.op(&op.kind, "done");
+            }
+            Err(ProviderError::Transient(e)) if op.attempts + 1 < max => {
+                let at = Utc::now() + backoff(state.settings.payments.sweep_interval_ms, op.attempts);
+                rows::retry_op(conn, op.id, at, &e).await?;
+                state.metrics.payments.op(&op.kind, "retried");
+            }
+            Err(ProviderError::Transient(e) | ProviderError::Rejected(e)) => {
+                rows::finish_op(conn, op.id, "failed", None, Some(&e)).await?;
+                after_failed(conn, &op, &e).await?;
+                state.metrics.payments.op(&op.kind, "failed");
+                tracing::error!(op = %op.id, kind = %op.kind, error = %e, "provider call failed for good");
+            }
+        }
+        Ok::<_, AppError>(())
+    })
+    .await?;
+    Ok(true)
+}
+
+/// Exponential backoff from the sweep interval, capped at an hour, with jitter (50–100 %).
+fn backoff(base_ms: u64, attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(20);
+    let full = base_ms.saturating_mul(1 << exp).min(3_600_000);
+    let jittered = full / 2 + rand::rng().random_range(0..=full / 2);
+    Duration::milliseconds(i64::try_from(jittered).unwrap_or(3_600_000))
+}
+
+async fn call(state: &AppState, op: &OpRow) -> Result<String, ProviderError> {
+    let provider = &state.payments.provider;
+    let amount = super::money(op.amount, &op.currency)
+        .map_err(|e| ProviderError::Rejected(e.to_string()))?;
+    let mut conn = db::conn(&state.db)
+        .await
+        .map_err(|e| ProviderError::Transient(e.to_string()))?;
+    match op.kind.as_str() {
+        "refund" => {
+            let match_id = op.match_id.unwrap_or_default();
+            let intent = rows::payment_of_match(&mut conn, match_id)
+                .await
+                .map_err(|e| ProviderError::Transient(e.to_string()))?
+                .and_then(|p| p.intent_id)
+                .ok_or_else(|| ProviderError::Rejected("no charge to refund".to_owned()))?;
+            drop(conn);
+            provider.refund(&intent, amount, &op.idempotency_key).await
+        }
+        _ => {
+            let w = rows::find_withdrawal(&mut conn, op.withdrawal_id.unwrap_or_default())
+                .await
+                .map_err(|e| ProviderError::Transient(e.to_string()))?
+                .ok_or_else(|| ProviderError::Rejected("no such withdrawal".to_owned()))?;
+            drop(conn);
+            let group = format!("withdrawal:{}", w.id);
+            provider
+                .transfer(&w.destination, amount, &group, &op.idempotency_key)
+                .await
+        }
+    }
+}
+
+async fn after_done(
+    conn: &mut AsyncPgConnection,
+    op: &OpRow,
+    reference: &str,
+) -> Result<(), AppError> {
+    match (op.match_id, op.withdrawal_id) {
+        (Some(match_id), _) => {
+            if let Some(p) = rows::payment_of_match(conn, match_id).await? {
+                rows::add_refunded(conn, p.id, op.amount).await?;
+            }
+        }
+        (None, Some(w)) => {
+            let w = rows::withdrawal_for_update(conn, w).await?;
+            if w.status == "pending" {
+                post(
+                    conn,
+                    format!("withdrawal:{}:settle", w.id),
+                    Account::PayoutsInFlight,
+                    Account::UserPaidOut(w.user_id),
+                    w.amount,
+                    &w.currency,
+                    Reference::Withdrawal(w.id),
+                )
+                .await?;
+                rows::set_withdrawal(conn, w.id, "paid", Some(reference), None).await?;
+            }
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+async fn after_failed(
+    conn: &mut AsyncPgConnection,
+    op: &OpRow,
+    error: &str,
+) -> Result<(), AppError> {
+    if let Some(w) = op.withdrawal_id {
+        reverse_withdrawal(conn, w, error).await?;
+    }
+    // A refund that cannot be made stays `failed` in payment_ops for an operator (reconcile
+    // reports it): the ledger already owes it to the sender through the clearing account.
+    Ok(())
+}
+
+/// A withdrawal that did not reach the user goes back to their available balance (once).
+pub async fn reverse_withdrawal(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+) -> Result<bool, AppError> {
+    let w = rows::withdrawal_for_update(conn, id).await?;
+    if w.status == "failed" {
+        return Ok(false);
+    }
+    let from = if w.status == "paid" {
+        // Reversed after it settled (a transfer reversal at the provider).
+        Account::UserPaidOut(w.user_id)
+    } else {
+        Account::PayoutsInFlight
+    };
+    post(
+        conn,
+        format!("withdrawal:{}:reverse", w.id),
+        from,
+        Account::UserAvailable(w.user_id),
+        w.amount,
+        &w.currency,
+        Reference::Withdrawal(w.id),
+    )
+    .await?;
+    rows::set_withdrawal(conn, w.id, "failed", w.transfer_id.as_deref(), Some(reason)).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancellation_splits_follow_the_rules_and_never_lose_a_cent() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let early = now + Duration::hours(25);
+        let late = now + Duration::hours(23);
+        assert_eq!(cancellation_split(4000, true, late, now), (4000, 0, true));
+        assert_eq!(cancellation_split(4000, false, early, now), (4000, 0, false));
+        assert_eq!(cancellation_split(4000, false, late, now), (3200, 800, false));
+        // 80 % of 1001 = 800.8 → 801 to the sender, 200 to the traveler.
+        assert_eq!(cancellation_split(1001, false, late, now), (801, 200, false));
+        for price in 0..2_000 {
+            let (back, share, _) = cancellation_split(price, false, late, now);
+            assert_eq!(back + share, price);
+            assert!(back >= 0 && share >= 0);
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempts in 0..30 {
+            let d = backoff(1000, attempts);
+            assert!(d <= Duration::hours(1));
+            assert!(d >= Duration::milliseconds(500));
+        }
+        assert!(backoff(1000, 5) >= Duration::seconds(16));
+    }
+}
