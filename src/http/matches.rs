@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::wallet::{fingerprint, idempotency_key, parse_optional_body, replay};
 use crate::domain::ids::{MatchId, ParcelId, TripId};
 use crate::domain::matching::MatchAction;
 use crate::domain::FieldError;
@@ -14,7 +15,6 @@ use crate::services::matching::suggest::{self, Explanation, SuggestionList};
 use crate::services::matching::{self, MatchPage, MatchView};
 use crate::services::payments::codes::CodeKind;
 use crate::services::payments::{self, custody, idempotency, PayOutcome};
-use super::wallet::{fingerprint, idempotency_key, parse_optional_body, replay};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -211,11 +211,20 @@ pub async fn cancel_match(
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
     let fingerprint = fingerprint(&req, &serde_json::Value::Null);
-    let stored = idempotency::once(&state, user.user_id.0, idempotency_key(&req)?.as_deref(), &fingerprint, async || {
-        let m = matching::act(&state, user, id, MatchAction::Cancel).await?;
-        state.payments.kick.notify_one();
-        Ok((StatusCode::OK, serde_json::to_value(m).map_err(AppError::internal)?))
-    })
+    let stored = idempotency::once(
+        &state,
+        user.user_id.0,
+        idempotency_key(&req)?.as_deref(),
+        &fingerprint,
+        async || {
+            let m = matching::act(&state, user, id, MatchAction::Cancel).await?;
+            state.payments.kick.notify_one();
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(m).map_err(AppError::internal)?,
+            ))
+        },
+    )
     .await?;
     Ok(replay(stored))
 }
@@ -260,10 +269,19 @@ pub async fn pay_match(
     let body: PayRequest = parse_optional_body(&body)?;
     let id = id.into_inner();
     let fingerprint = fingerprint(&req, &body);
-    let stored = idempotency::once(&state, user.user_id.0, idempotency_key(&req)?.as_deref(), &fingerprint, async || {
-        let out = payments::pay(&state, user, id, body.payment_method.clone()).await?;
-        Ok((StatusCode::OK, serde_json::to_value(out).map_err(AppError::internal)?))
-    })
+    let stored = idempotency::once(
+        &state,
+        user.user_id.0,
+        idempotency_key(&req)?.as_deref(),
+        &fingerprint,
+        async || {
+            let out = payments::pay(&state, user, id, body.payment_method.clone()).await?;
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(out).map_err(AppError::internal)?,
+            ))
+        },
+    )
     .await?;
     Ok(replay(stored))
 }
@@ -309,7 +327,14 @@ pub async fn deliver_match(
     body: web::Json<CodeRequest>,
 ) -> Result<web::Json<MatchView>, AppError> {
     Ok(web::Json(
-        custody::hand_over(&state, user, id.into_inner(), CodeKind::Delivery, &body.code).await?,
+        custody::hand_over(
+            &state,
+            user,
+            id.into_inner(),
+            CodeKind::Delivery,
+            &body.code,
+        )
+        .await?,
     ))
 }
 

@@ -92,12 +92,16 @@ pub async fn set_payment(
     diesel::update(payments::table.find(id))
         .set((
             payments::status.eq(status),
-            payments::intent_id.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>("coalesce(")
-                .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(intent_id)
-                .sql(", intent_id)")),
-            payments::charge_id.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>("coalesce(")
-                .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(charge_id)
-                .sql(", charge_id)")),
+            payments::intent_id.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >("coalesce(")
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(intent_id)
+            .sql(", intent_id)")),
+            payments::charge_id.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >("coalesce(")
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(charge_id)
+            .sql(", charge_id)")),
             payments::failure.eq(failure),
         ))
         .returning(PaymentRow::as_returning())
@@ -226,10 +230,7 @@ pub async fn pending_withdrawals(
         ))
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(c, s)| (c, s.unwrap_or(0)))
-        .collect())
+    Ok(rows.into_iter().map(|(c, s)| (c, s.unwrap_or(0))).collect())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -434,7 +435,11 @@ pub async fn store_response(
         .await
 }
 
-pub async fn release_key(conn: &mut AsyncPgConnection, user: Uuid, key: &str) -> QueryResult<usize> {
+pub async fn release_key(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    key: &str,
+) -> QueryResult<usize> {
     diesel::delete(idempotency_keys::table.find((user, key)))
         .execute(conn)
         .await
@@ -545,7 +550,12 @@ pub async fn stamp(
 ) -> QueryResult<usize> {
     let target = matches::table.find(match_id);
     match column {
-        Stamp::Paid => diesel::update(target).set(matches::paid_at.eq(at)).execute(conn).await,
+        Stamp::Paid => {
+            diesel::update(target)
+                .set(matches::paid_at.eq(at))
+                .execute(conn)
+                .await
+        }
         Stamp::PickedUp => {
             diesel::update(target)
                 .set(matches::picked_up_at.eq(at))
@@ -554,7 +564,10 @@ pub async fn stamp(
         }
         Stamp::Delivered => {
             diesel::update(target)
-                .set((matches::delivered_at.eq(at), matches::release_at.eq(release_at)))
+                .set((
+                    matches::delivered_at.eq(at),
+                    matches::release_at.eq(release_at),
+                ))
                 .execute(conn)
                 .await
         }
@@ -584,7 +597,10 @@ pub async fn due_releases(
         .await
 }
 
-pub async fn payout_account(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<Option<String>> {
+pub async fn payout_account(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Option<String>> {
     users::table
         .find(user)
         .select(users::payout_account_id)

@@ -20,6 +20,7 @@ mod marketplace_access;
 mod matching;
 mod metrics;
 mod parcels;
+mod payments;
 mod realtime;
 mod search;
 mod security;

@@ -15,9 +15,9 @@ use crate::error::AppError;
 use crate::models::matches::{self as rows, MatchRow, NewMatch, NewMatchEvent};
 use crate::models::{parcels, trips};
 use crate::services::activities;
-use crate::services::payments;
 use crate::services::auth::AuthUser;
 use crate::services::events::Event;
+use crate::services::payments;
 use crate::services::users;
 use crate::state::AppState;
 
@@ -58,7 +58,9 @@ impl Touched {
 /// Locks a match the way every change does (its trip, then its parcel, then the match), so
 /// changes from any path serialise without deadlocks.
 pub async fn lock_match(conn: &mut AsyncPgConnection, id: Uuid) -> Result<MatchRow, AppError> {
-    let seen = rows::find(conn, id).await?.ok_or_else(AppError::not_found)?;
+    let seen = rows::find(conn, id)
+        .await?
+        .ok_or_else(AppError::not_found)?;
     trips::find_for_update(conn, seen.trip_id).await?;
     parcels::find_for_update(conn, seen.parcel_id).await?;
     rows::find_for_update(conn, id)

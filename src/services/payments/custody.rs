@@ -62,9 +62,7 @@ pub async fn readable_codes(
         let live = row.used_at.is_none() && row.expires_at > now && row.attempts < MAX_ATTEMPTS;
         let kind = match row.kind.as_str() {
             "pickup" if live && m.status == MatchStatus::Paid.as_str() => CodeKind::Pickup,
-            "delivery" if live && m.status == MatchStatus::InTransit.as_str() => {
-                CodeKind::Delivery
-            }
+            "delivery" if live && m.status == MatchStatus::InTransit.as_str() => CodeKind::Delivery,
             _ => continue,
         };
         let code = state.payments.codes.code(m.id, kind, &row.salt);
@@ -108,14 +106,21 @@ pub async fn hand_over(
             if m.status != from.as_str() {
                 return Ok(Err(AppError::conflict(
                     "invalid_transition",
-                    format!("A {} match cannot be {}.", m.status, match kind {
-                        CodeKind::Pickup => "picked up",
-                        CodeKind::Delivery => "delivered",
-                    }),
+                    format!(
+                        "A {} match cannot be {}.",
+                        m.status,
+                        match kind {
+                            CodeKind::Pickup => "picked up",
+                            CodeKind::Delivery => "delivered",
+                        }
+                    ),
                 )));
             }
             let Some(row) = rows::code_for_update(conn, m.id, kind.as_str()).await? else {
-                return Ok(Err(AppError::conflict("no_code", "No code has been issued.")));
+                return Ok(Err(AppError::conflict(
+                    "no_code",
+                    "No code has been issued.",
+                )));
             };
             if row.attempts >= MAX_ATTEMPTS {
                 return Ok(Err(locked(kind)));
@@ -151,7 +156,8 @@ pub async fn hand_over(
                 actor: Some(me),
                 reason: None,
             };
-            let mut updated = lifecycle::transition(conn, state, &m, step, now, &mut touched).await?;
+            let mut updated =
+                lifecycle::transition(conn, state, &m, step, now, &mut touched).await?;
             match kind {
                 CodeKind::Pickup => {
                     match_rows::set_parcel_status(conn, m.parcel_id, "in_transit").await?;

@@ -211,6 +211,17 @@ pub async fn pay(
     };
     match charge.status {
         ChargeStatus::Succeeded => {
+            let mut conn = db::conn(&state.db).await?;
+            rows::set_payment(
+                &mut conn,
+                payment.id,
+                "pending",
+                Some(&charge.intent_id),
+                None,
+                None,
+            )
+            .await?;
+            drop(conn);
             let confirmed =
                 confirm_charge(state, &charge.intent_id, charge.charge_id.as_deref(), now).await?;
             let (m, p) = match confirmed {

@@ -53,8 +53,10 @@ pub trait PaymentProvider {
 
     /// A PaymentIntent on the platform account, captured automatically, in the transfer group
     /// `match:<id>`.
-    fn charge(&self, req: &ChargeRequest)
-        -> impl Future<Output = Result<Charge, ProviderError>> + Send;
+    fn charge(
+        &self,
+        req: &ChargeRequest,
+    ) -> impl Future<Output = Result<Charge, ProviderError>> + Send;
 
     /// Refunds part or all of a charge; returns the refund's id.
     fn refund(
@@ -74,8 +76,10 @@ pub trait PaymentProvider {
     ) -> impl Future<Output = Result<String, ProviderError>> + Send;
 
     /// Whether a connected account exists and can receive transfers.
-    fn account_ok(&self, account_id: &str)
-        -> impl Future<Output = Result<bool, ProviderError>> + Send;
+    fn account_ok(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<bool, ProviderError>> + Send;
 }
 
 /// The built-in provider: everything succeeds at once, except these test values —

@@ -82,11 +82,10 @@ pub fn cancellation_split(
     if departure_at - now > Duration::hours(LATE_CANCEL_HOURS) {
         return (price, 0, false);
     }
-    let refund = i64::try_from(
-        (i128::from(price) * i128::from(LATE_CANCEL_REFUND_BPS) + 5_000) / 10_000,
-    )
-    .unwrap_or(price)
-    .min(price);
+    let refund =
+        i64::try_from((i128::from(price) * i128::from(LATE_CANCEL_REFUND_BPS) + 5_000) / 10_000)
+            .unwrap_or(price)
+            .min(price);
     (refund, price - refund, false)
 }
 
@@ -103,8 +102,7 @@ pub async fn on_cancel(
         .await?
         .filter(|p| p.status == "succeeded")
         .ok_or_else(|| AppError::internal("a paid match without a settled payment"))?;
-    let (back, share, strike) =
-        cancellation_split(m.price, by == m.traveler_id, departure_at, now);
+    let (back, share, strike) = cancellation_split(m.price, by == m.traveler_id, departure_at, now);
     refund(conn, m, &p, back).await?;
     post(
         conn,
@@ -375,10 +373,19 @@ mod tests {
         let early = now + Duration::hours(25);
         let late = now + Duration::hours(23);
         assert_eq!(cancellation_split(4000, true, late, now), (4000, 0, true));
-        assert_eq!(cancellation_split(4000, false, early, now), (4000, 0, false));
-        assert_eq!(cancellation_split(4000, false, late, now), (3200, 800, false));
+        assert_eq!(
+            cancellation_split(4000, false, early, now),
+            (4000, 0, false)
+        );
+        assert_eq!(
+            cancellation_split(4000, false, late, now),
+            (3200, 800, false)
+        );
         // 80 % of 1001 = 800.8 → 801 to the sender, 200 to the traveler.
-        assert_eq!(cancellation_split(1001, false, late, now), (801, 200, false));
+        assert_eq!(
+            cancellation_split(1001, false, late, now),
+            (801, 200, false)
+        );
         for price in 0..2_000 {
             let (back, share, _) = cancellation_split(price, false, late, now);
             assert_eq!(back + share, price);

@@ -144,13 +144,15 @@ pub async fn set_payout_account(
     auth: AuthUser,
     account_id: &str,
 ) -> Result<WalletView, AppError> {
-    let valid = account_id
-        .strip_prefix("acct_")
-        .is_some_and(|rest| {
-            (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-        });
+    let valid = account_id.strip_prefix("acct_").is_some_and(|rest| {
+        (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
     if !valid {
-        return Err(FieldError::new("account_id", "must look like acct_… (a connected account id)").into());
+        return Err(FieldError::new(
+            "account_id",
+            "must look like acct_… (a connected account id)",
+        )
+        .into());
     }
     let known = state
         .payments
@@ -159,7 +161,11 @@ pub async fn set_payout_account(
         .await
         .map_err(super::provider_error)?;
     if !known {
-        return Err(FieldError::new("account_id", "the payment provider does not know this account").into());
+        return Err(FieldError::new(
+            "account_id",
+            "the payment provider does not know this account",
+        )
+        .into());
     }
     let mut conn = db::conn(&state.db).await?;
     rows::set_payout_account(&mut conn, auth.user_id.0, account_id).await?;
@@ -264,8 +270,6 @@ pub async fn withdraw(
         tracing::warn!(error = %e, withdrawal = %w.id, "payout attempt failed; the worker retries");
     }
     let mut conn = db::conn(&state.db).await?;
-    let w = rows::find_withdrawal(&mut conn, w.id)
-        .await?
-        .unwrap_or(w);
+    let w = rows::find_withdrawal(&mut conn, w.id).await?.unwrap_or(w);
     Ok(withdrawal_view(w))
 }

@@ -67,6 +67,14 @@ fn test_routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// `TEST_LOG=1` shows the app's logs (at the configured filter, or `RUST_LOG`).
+fn init_logs(settings: &Settings) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os("TEST_LOG").is_some() {
+        ONCE.call_once(|| airbar::telemetry::init(&settings.telemetry));
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -85,6 +93,7 @@ pub async fn spawn_app_on(db_name: String, customize: impl FnOnce(&mut Settings)
     settings.database.url = airbar::config::Secret::new(database::url_for(&db_name));
     settings.redis.key_prefix = format!("airbar:test:{}:", uuid::Uuid::new_v4().simple());
     customize(&mut settings);
+    init_logs(&settings);
 
     let app_settings = settings.clone();
     let (tx, rx) = std::sync::mpsc::channel();
