@@ -5,16 +5,53 @@ use std::process::ExitCode;
 
 use airbar::config::{Settings, Source};
 use airbar::startup::{self, Application};
+use chrono::{DateTime, NaiveDate, Utc};
 
-const USAGE: &str = "usage: airbar [serve|migrate]
-  serve    create the database if missing, migrate, then serve HTTP and WebSocket (default)
-  migrate  create the database if missing and apply pending migrations, then exit
+const USAGE: &str = "usage: airbar [serve|migrate|reconcile [--from DATE] [--to DATE]]
+  serve      create the database if missing, migrate, then serve HTTP and WebSocket (default)
+  migrate    create the database if missing and apply pending migrations, then exit
+  reconcile  check the ledger's invariants and the payment records against it and, with
+             Stripe configured, against Stripe's objects created from --from (default 30 days
+             ago) to --to (default now; dates as YYYY-MM-DD or RFC 3339); exit 1 on a mismatch
 configuration: config/default.toml, config/$AIRBAR_ENV.toml, then the environment
   (PORT, DATABASE_URL, REDIS_URL, AIRBAR__<SECTION>__<KEY>); see README.md";
 
 enum Command {
     Serve,
     Migrate,
+    Reconcile {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("not a date: {s}"))
+}
+
+fn parse_reconcile(rest: &[&str]) -> Result<Command, String> {
+    let now = Utc::now();
+    let (mut from, mut to) = (now - chrono::Duration::days(30), now);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match *flag {
+            "--from" => from = parse_time(value)?,
+            "--to" => to = parse_time(value)?,
+            other => return Err(format!("unexpected argument: {other}")),
+        }
+    }
+    if from >= to {
+        return Err("--from must be before --to".to_owned());
+    }
+    Ok(Command::Reconcile { from, to })
 }
 
 fn parse_args() -> Result<Command, String> {
@@ -27,6 +64,7 @@ fn parse_args() -> Result<Command, String> {
     {
         [] | ["serve"] => Ok(Command::Serve),
         ["migrate"] => Ok(Command::Migrate),
+        ["reconcile", rest @ ..] => parse_reconcile(rest),
         _ => Err(format!("unexpected arguments: {}", args.join(" "))),
     }
 }
@@ -55,13 +93,16 @@ fn main() -> ExitCode {
         }
     };
     airbar::telemetry::init(&settings.telemetry);
+    if let Command::Reconcile { from, to } = command {
+        return reconcile(&settings, from, to);
+    }
 
     let outcome = actix_web::rt::System::new().block_on(async move {
         let migrated = startup::prepare_database(&settings)
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(migrations_applied = migrated, "database ready");
-        if let Command::Migrate = command {
+        if !matches!(command, Command::Serve) {
             return Ok(());
         }
         let app = Application::build(settings, environment, None).map_err(|e| e.to_string())?;
@@ -75,6 +116,36 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "exiting");
             eprintln!("airbar: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn reconcile(settings: &Settings, from: DateTime<Utc>, to: DateTime<Utc>) -> ExitCode {
+    let outcome = actix_web::rt::System::new().block_on(startup::reconcile(settings, from, to));
+    match outcome {
+        Ok(report) => {
+            println!(
+                "reconcile {from} .. {to}: {} ledger transfers, provider {}",
+                report.transfers,
+                if report.provider_checked {
+                    "compared"
+                } else {
+                    "not compared (test provider)"
+                }
+            );
+            for m in &report.mismatches {
+                println!("MISMATCH {m}");
+            }
+            if report.ok() {
+                println!("ok");
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("airbar reconcile: {e}");
+            ExitCode::from(2)
         }
     }
 }

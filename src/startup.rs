@@ -60,6 +60,27 @@ pub async fn prepare_database(settings: &Settings) -> Result<usize, DbSetupError
     db::migrate(settings.database.url.expose()).await
 }
 
+/// `airbar reconcile`: the ledger's invariants, the payment records against the ledger and,
+/// with Stripe configured, the ledger against Stripe's objects created in `[from, to)`.
+pub async fn reconcile(
+    settings: &Settings,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::services::payments::reconcile::Report, String> {
+    let mut conn = db::connect_with_retry(
+        settings.database.url.expose(),
+        Duration::from_secs(settings.database.startup_retry_secs),
+        settings.database.connect_timeout(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let provider = crate::services::payments::provider::Provider::from_settings(&settings.stripe)
+        .map_err(|e| e.to_string())?;
+    crate::services::payments::reconcile::run(&mut conn, &provider, from, to)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 pub struct Application {
     port: u16,
     server: Server,

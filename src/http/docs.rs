@@ -9,8 +9,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
 use super::{
-    auth, chat, dashboard, health, locations, matches, notifications, parcels, trips, users,
-    wallet, ws,
+    auth, chat, dashboard, health, locations, matches, notifications, parcels, payments, trips,
+    users, wallet, ws,
 };
 use crate::error::{FieldError, Problem};
 use crate::services::auth::{AuthResult, SessionView};
@@ -34,6 +34,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         matches::get_match, matches::accept_match, matches::decline_match, matches::cancel_match,
         matches::pay_match, matches::pickup_match, matches::deliver_match, matches::reissue_pickup_code,
         wallet::get_wallet, wallet::list_transactions, wallet::put_payout_account, wallet::create_withdrawal,
+        payments::stripe_webhook,
         ws::open_socket, notifications::stream_events,
         chat::list_rooms, chat::list_messages, chat::post_message, chat::mark_read,
     ),

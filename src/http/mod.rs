@@ -14,6 +14,7 @@ pub mod matches;
 pub mod middleware;
 pub mod notifications;
 pub mod parcels;
+pub mod payments;
 pub mod routes;
 pub mod security;
 pub mod trips;

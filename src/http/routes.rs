@@ -6,8 +6,8 @@ use actix_web::http::Method;
 use actix_web::web;
 
 use super::{
-    auth, chat, dashboard, docs, health, locations, matches, notifications, parcels, trips, users,
-    wallet, ws,
+    auth, chat, dashboard, docs, health, locations, matches, notifications, parcels, payments,
+    trips, users, wallet, ws,
 };
 
 macro_rules! route_table {
@@ -56,6 +56,7 @@ route_table! {
     "/api/wallet/transactions" => { GET wallet::list_transactions },
     "/api/wallet/payout-account" => { PUT wallet::put_payout_account },
     "/api/wallet/withdrawals" => { POST wallet::create_withdrawal },
+    "/api/payments/stripe/webhook" => { POST payments::stripe_webhook },
     "/api/ws" => { GET ws::open_socket },
     "/api/notifications/stream" => { GET notifications::stream_events },
     "/api/chat/rooms" => { GET chat::list_rooms },

@@ -632,3 +632,25 @@ pub async fn count_delivery(conn: &mut AsyncPgConnection, user: Uuid) -> QueryRe
         .execute(conn)
         .await
 }
+
+pub async fn webhook_seen(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        webhook_events::table.filter(webhook_events::id.eq(id)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Records the intent's id on the match's payment if it has none yet.
+pub async fn adopt_intent(
+    conn: &mut AsyncPgConnection,
+    match_id: Uuid,
+    intent_id: &str,
+) -> QueryResult<usize> {
+    diesel::update(payments::table)
+        .filter(payments::match_id.eq(match_id))
+        .filter(payments::intent_id.is_null())
+        .set(payments::intent_id.eq(intent_id))
+        .execute(conn)
+        .await
+}

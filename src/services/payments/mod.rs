@@ -12,8 +12,11 @@ pub mod codes;
 pub mod custody;
 pub mod idempotency;
 pub mod provider;
+pub mod reconcile;
 pub mod settle;
+pub mod stripe_provider;
 pub mod wallet;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -256,15 +259,8 @@ pub async fn pay(
         ChargeStatus::Failed => {
             let reason = charge.failure.unwrap_or_else(|| "declined".to_owned());
             let mut conn = db::conn(&state.db).await?;
-            rows::set_payment(
-                &mut conn,
-                payment.id,
-                "failed",
-                Some(&charge.intent_id),
-                None,
-                Some(&reason),
-            )
-            .await?;
+            let intent = Some(charge.intent_id.as_str()).filter(|i| !i.is_empty());
+            rows::set_payment(&mut conn, payment.id, "failed", intent, None, Some(&reason)).await?;
             Err(provider_error(ProviderError::Rejected(reason)))
         }
     }

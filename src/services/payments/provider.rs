@@ -5,6 +5,10 @@
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
+
+use super::reconcile::Activity;
+use super::stripe_provider::StripeProvider;
 use crate::domain::money::Money;
 
 /// What the service asks for when the sender pays.
@@ -80,6 +84,14 @@ pub trait PaymentProvider {
         &self,
         account_id: &str,
     ) -> impl Future<Output = Result<bool, ProviderError>> + Send;
+
+    /// The provider's own record of charges, refunds and transfers in a date range (for
+    /// reconciliation).
+    fn activity(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Activity, ProviderError>> + Send;
 }
 
 /// The built-in provider: everything succeeds at once, except these test values —
@@ -108,7 +120,10 @@ impl PaymentProvider for TestProvider {
 
     async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ProviderError> {
         let intent_id = test_id("pi", &req.idempotency_key);
-        let declined = req.payment_method.as_deref() == Some(TEST_DECLINED_METHOD);
+        let declined = matches!(
+            req.payment_method.as_deref(),
+            Some(TEST_DECLINED_METHOD | "pm_card_visa_chargeDeclined")
+        );
         Ok(Charge {
             client_secret: None,
             charge_id: (!declined).then(|| test_id("ch", &req.idempotency_key)),
@@ -150,20 +165,34 @@ impl PaymentProvider for TestProvider {
     async fn account_ok(&self, _account_id: &str) -> Result<bool, ProviderError> {
         Ok(true)
     }
+
+    /// Nothing outside this service records test payments.
+    async fn activity(
+        &self,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> Result<Activity, ProviderError> {
+        Ok(Activity::default())
+    }
 }
 
 /// The provider this node uses.
 #[derive(Debug, Clone)]
 pub enum Provider {
     Test(TestProvider),
+    Stripe(Box<StripeProvider>),
 }
 
 impl Provider {
     /// Stripe when a secret key is configured, the test provider otherwise.
     pub fn from_settings(
-        _stripe: &crate::config::StripeSettings,
+        stripe: &crate::config::StripeSettings,
     ) -> Result<Self, crate::config::ConfigError> {
-        Ok(Self::Test(TestProvider))
+        if stripe.enabled() {
+            Ok(Self::Stripe(Box::new(StripeProvider::new(stripe)?)))
+        } else {
+            Ok(Self::Test(TestProvider))
+        }
     }
 
     pub fn is_test(&self) -> bool {
@@ -175,12 +204,14 @@ impl PaymentProvider for Provider {
     fn name(&self) -> &'static str {
         match self {
             Self::Test(p) => p.name(),
+            Self::Stripe(_) => "stripe",
         }
     }
 
     async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ProviderError> {
         match self {
             Self::Test(p) => p.charge(req).await,
+            Self::Stripe(p) => p.charge(req).await,
         }
     }
 
@@ -192,6 +223,7 @@ impl PaymentProvider for Provider {
     ) -> Result<String, ProviderError> {
         match self {
             Self::Test(p) => p.refund(intent_id, amount, key).await,
+            Self::Stripe(p) => p.refund(intent_id, amount, key).await,
         }
     }
 
@@ -204,12 +236,25 @@ impl PaymentProvider for Provider {
     ) -> Result<String, ProviderError> {
         match self {
             Self::Test(p) => p.transfer(destination, amount, group, key).await,
+            Self::Stripe(p) => p.transfer(destination, amount, group, key).await,
         }
     }
 
     async fn account_ok(&self, account_id: &str) -> Result<bool, ProviderError> {
         match self {
             Self::Test(p) => p.account_ok(account_id).await,
+            Self::Stripe(p) => p.account_ok(account_id).await,
+        }
+    }
+
+    async fn activity(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Activity, ProviderError> {
+        match self {
+            Self::Test(p) => p.activity(from, to).await,
+            Self::Stripe(p) => p.activity(from, to).await,
         }
     }
 }
