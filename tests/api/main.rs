@@ -25,6 +25,7 @@ mod realtime;
 mod search;
 mod security;
 mod sessions;
+mod stripe;
 mod tokens;
 mod trips;
 mod users;

@@ -122,7 +122,9 @@ impl PaymentProvider for TestProvider {
         let intent_id = test_id("pi", &req.idempotency_key);
         let declined = matches!(
             req.payment_method.as_deref(),
-            Some(TEST_DECLINED_METHOD | "pm_card_visa_chargeDeclined")
+            Some(
+                TEST_DECLINED_METHOD | "pm_card_visa_chargeDeclined" | "pm_card_chargeCustomerFail"
+            )
         );
         Ok(Charge {
             client_secret: None,

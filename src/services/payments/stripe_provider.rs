@@ -13,7 +13,10 @@ use futures_util::TryStreamExt;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_connect::account::RetrieveAccount;
 use stripe_connect::transfer::{CreateTransfer, ListTransfer};
-use stripe_core::payment_intent::{CreatePaymentIntent, ListPaymentIntent};
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods,
+    CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects, ListPaymentIntent,
+};
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_core::{PaymentIntentCaptureMethod, PaymentIntentStatus};
 use stripe_types::{Currency, RangeBoundsTs, RangeQueryTs};
@@ -95,7 +98,15 @@ impl StripeProvider {
         let mut create = CreatePaymentIntent::new(req.amount.amount(), currency(req.amount))
             .capture_method(PaymentIntentCaptureMethod::Automatic)
             .transfer_group(format!("match:{}", req.match_id))
-            .metadata(metadata);
+            .metadata(metadata)
+            // Server-side confirmation with cards only: no redirect-based methods (which
+            // would need a return URL).
+            .automatic_payment_methods(CreatePaymentIntentAutomaticPaymentMethods {
+                enabled: true,
+                allow_redirects: Some(
+                    CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects::Never,
+                ),
+            });
         if let Some(pm) = &req.payment_method {
             create = create.payment_method(pm.as_str()).confirm(true);
         }

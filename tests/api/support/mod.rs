@@ -4,6 +4,7 @@ pub mod app;
 pub mod database;
 pub mod market;
 pub mod proxy;
+pub mod stripe;
 pub mod ws;
 
 pub use app::{spawn_app, spawn_app_on, spawn_app_with, PASSWORD};
