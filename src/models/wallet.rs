@@ -103,3 +103,31 @@ pub async fn lines(
     .load(conn)
     .await
 }
+
+#[derive(Debug, diesel::QueryableByName)]
+pub struct EarningRow {
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+    #[diesel(sql_type = BigInt)]
+    pub amount: i64,
+}
+
+/// What matches paid into the user's available balance (releases and cancellation shares),
+/// per currency.
+pub async fn earnings(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> diesel::QueryResult<Vec<EarningRow>> {
+    diesel::sql_query(
+        r"
+        SELECT t.currency, sum(t.amount)::bigint AS amount
+          FROM ledger_transfers t
+          JOIN ledger_accounts a ON a.id = t.credit_account
+         WHERE a.kind = 'user_available' AND a.owner_id = $1 AND t.reference_kind = 'match'
+         GROUP BY t.currency ORDER BY t.currency
+        ",
+    )
+    .bind::<SqlUuid, _>(user)
+    .load(conn)
+    .await
+}

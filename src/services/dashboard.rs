@@ -1,5 +1,4 @@
-//! The dashboard: my trips, parcels and matches by status, money, rating. Money figures report
-//! zero until the ledger lands.
+//! The dashboard: my trips, parcels and matches by status, money (from the ledger), rating.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +28,7 @@ pub struct DashboardStats {
     pub matches: BTreeMap<String, i64>,
     /// Released to me as a traveler, per currency.
     pub earnings: Vec<AmountByCurrency>,
-    /// Held for matches I am part of, per currency.
+    /// Held for matches I am part of (as traveler or sender), per currency.
     pub held: Vec<AmountByCurrency>,
     pub rating: Option<f64>,
     pub rating_count: i32,
@@ -53,6 +52,23 @@ pub async fn stats(state: &AppState, auth: AuthUser) -> Result<DashboardStats, A
     let parcels = parcels::count_by_status(&mut conn, auth.user_id.0).await?;
     let matches = matches::count_by_status(&mut conn, auth.user_id.0).await?;
     let profile = crate::services::users::UserView::from(&user);
+    let earnings = crate::models::wallet::earnings(&mut conn, auth.user_id.0)
+        .await?
+        .into_iter()
+        .map(|e| AmountByCurrency {
+            currency: e.currency,
+            amount: e.amount,
+        })
+        .collect();
+    let held = crate::models::wallet::balances(&mut conn, auth.user_id.0)
+        .await?
+        .into_iter()
+        .filter(|b| b.held + b.held_from_me > 0)
+        .map(|b| AmountByCurrency {
+            amount: b.held + b.held_from_me,
+            currency: b.currency,
+        })
+        .collect();
     Ok(DashboardStats {
         trips: by_status(&TRIP_STATUSES, trips),
         parcels: by_status(&PARCEL_STATUSES, parcels),
@@ -60,8 +76,8 @@ pub async fn stats(state: &AppState, auth: AuthUser) -> Result<DashboardStats, A
             &crate::domain::matching::ALL_STATUSES.map(|s| s.as_str()),
             matches,
         ),
-        earnings: Vec::new(),
-        held: Vec::new(),
+        earnings,
+        held,
         rating: profile.rating,
         rating_count: profile.rating_count,
         completed_deliveries: profile.completed_deliveries,

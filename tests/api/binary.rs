@@ -149,3 +149,40 @@ async fn serve_creates_and_migrates_its_database_then_stops_gracefully_on_sigter
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn reconcile_passes_on_a_sound_ledger_and_fails_naming_a_tampered_balance() {
+    let app = crate::support::spawn_app().await;
+    let b = crate::payments::accepted(&app, 48).await;
+    app.deliver(&b).await;
+    let reconcile = || {
+        let mut cmd = airbar();
+        cmd.env("DATABASE_URL", database::url_for(&app.db_name))
+            .args(["reconcile", "--from", "2026-01-01"]);
+        cmd
+    };
+    let out = reconcile().output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("3 ledger transfers") && stdout.trim_end().ends_with("ok"),
+        "{stdout}"
+    );
+
+    // A balance edited by hand no longer equals the sum of its transfers.
+    let mut conn = app.db().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE ledger_accounts SET balance = balance + 1 WHERE kind = 'platform_revenue'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let out = reconcile().output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("MISMATCH"), "{stdout}");
+    let (code, stderr) = run(airbar().args(["reconcile", "--from", "yesterday"])).await;
+    assert_eq!(code, 2, "{stderr}");
+}

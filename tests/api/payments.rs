@@ -241,6 +241,11 @@ async fn held_funds_wait_for_the_release_delay_then_the_sweeper_releases_them() 
     );
     let sender_wallet = app.json_of(&b.sender, "/api/wallet").await;
     assert_eq!(sender_wallet["balances"][0]["held_from_me"], PRICE);
+    let dashboard = app.json_of(&b.traveler, "/api/dashboard/stats").await;
+    assert_eq!(
+        dashboard["held"],
+        json!([{"currency": "EUR", "amount": PRICE}])
+    );
     let mut status = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
