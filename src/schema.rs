@@ -300,6 +300,8 @@ diesel::table! {
         provider -> Text,
         transfer_id -> Nullable<Text>,
         failure -> Nullable<Text>,
+        match_id -> Nullable<Uuid>,
+        source_charge -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
@@ -324,6 +326,7 @@ diesel::joinable!(payments -> matches (match_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(trips -> users (traveler_id));
+diesel::joinable!(withdrawals -> matches (match_id));
 diesel::joinable!(withdrawals -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(

@@ -48,11 +48,18 @@ CREATE TABLE withdrawals (
     provider     text NOT NULL CHECK (provider IN ('test', 'stripe')),
     transfer_id  text,
     failure      text,
+    -- A payout of one match's release (to a connected account, at release time) carries the
+    -- match and the charge it is funded by (Stripe `source_transaction`); NULL for a wallet
+    -- withdrawal.
+    match_id     uuid REFERENCES matches (id),
+    source_charge text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 SELECT diesel_manage_updated_at('withdrawals');
 CREATE INDEX withdrawals_user_idx ON withdrawals (user_id, id);
+CREATE UNIQUE INDEX withdrawals_one_payout_per_match ON withdrawals (match_id)
+    WHERE match_id IS NOT NULL;
 
 -- Provider calls decided in a committed transaction (refunds, payouts), made by a worker with
 -- the provider's idempotency key, retried with backoff up to a limit.

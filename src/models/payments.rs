@@ -134,6 +134,8 @@ pub struct WithdrawalRow {
     pub failure: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub match_id: Option<Uuid>,
+    pub source_charge: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -146,6 +148,8 @@ pub struct NewWithdrawal<'a> {
     pub destination: &'a str,
     pub status: &'a str,
     pub provider: &'a str,
+    pub match_id: Option<Uuid>,
+    pub source_charge: Option<&'a str>,
 }
 
 pub async fn insert_withdrawal(

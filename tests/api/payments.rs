@@ -792,3 +792,45 @@ async fn after_2000_seeded_random_operations_the_ledger_balances_and_every_match
             .unwrap();
     assert_eq!(pending.n, 0, "every refund and payout reached the provider");
 }
+
+#[tokio::test]
+async fn a_traveler_with_a_connected_account_is_paid_out_at_release() {
+    let app = spawn_app().await;
+    let b = accepted(&app, 48).await;
+    let res = app
+        .client
+        .put(app.url("/api/wallet/payout-account"))
+        .bearer_auth(&b.traveler.access_token)
+        .json(&json!({"account_id": "acct_1Connected"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.deliver(&b).await["status"], "completed");
+    let mut wallet = Value::Null;
+    for _ in 0..50 {
+        wallet = app.json_of(&b.traveler, "/api/wallet").await;
+        if wallet["balances"][0]["paid_out"] == PRICE - FEE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = &wallet["balances"][0];
+    assert_eq!(
+        (
+            row["available"].as_i64(),
+            row["paid_out"].as_i64(),
+            row["withdrawing"].as_i64()
+        ),
+        (Some(0), Some(PRICE - FEE), Some(0)),
+        "{wallet}"
+    );
+    let kinds: Vec<String> = app.json_of(&b.traveler, "/api/wallet/transactions").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["settle", "start", "release"]);
+    invariants_hold(&app).await;
+}

@@ -300,6 +300,52 @@ async fn a_client_confirmed_payment_completes_by_webhook_and_a_declined_card_can
     assert_eq!(pay_with(&app, &d, Some("pm_card_visa")).await.status(), 200);
     assert_eq!(status_of(&app, &d).await, "paid");
     assert_eq!(ledger_transfers(&app).await, 2);
+
+    // A traveler with a connected account is paid out at release by a transfer funded by the
+    // match's charge, in the match's transfer group.
+    let acct = app
+        .stripe(Method::POST, "/v1/accounts", &[("type", "express")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .client
+        .put(app.url("/api/wallet/payout-account"))
+        .bearer_auth(&d.traveler.access_token)
+        .json(&json!({"account_id": acct}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let code = app.code(&d, "pickup_code").await;
+    assert_eq!(app.hand_over(&d, "pickup", &code).await.status(), 200);
+    let code = app.code(&d, "delivery_code").await;
+    assert_eq!(app.hand_over(&d, "deliver", &code).await.status(), 200);
+    let sql = format!(
+        "SELECT transfer_id AS v FROM withdrawals WHERE match_id = '{}' AND status = 'paid'",
+        d.id
+    );
+    eventually("the release payout", async || {
+        text(&app, &sql).await.is_some()
+    })
+    .await;
+    let tr = text(&app, &sql).await.unwrap();
+    let transfer = app
+        .stripe(Method::GET, &format!("/v1/transfers/{tr}"), &[])
+        .await;
+    let charge = text(
+        &app,
+        &format!(
+            "SELECT charge_id AS v FROM payments WHERE match_id = '{}'",
+            d.id
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(transfer["amount"], PRICE - FEE);
+    assert_eq!(transfer["source_transaction"], charge.as_str());
+    assert_eq!(transfer["transfer_group"], format!("match:{}", d.id));
 }
 
 fn payment_intent(id: &str, status: &str, match_id: &str) -> Value {

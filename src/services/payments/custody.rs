@@ -182,6 +182,8 @@ pub async fn hand_over(
     let (row, touched) = outcome?;
     let events = match_rows::events(&mut conn, row.id).await?;
     drop(conn);
+    // A release may have queued a payout.
+    state.payments.kick.notify_one();
     touched.publish(state).await;
     Ok(view(row, Some(events)))
 }

@@ -70,12 +70,14 @@ pub trait PaymentProvider {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<String, ProviderError>> + Send;
 
-    /// Moves money to a connected account; returns the transfer's id.
+    /// Moves money to a connected account (funded by `source_transaction`, a charge, when
+    /// given); returns the transfer's id.
     fn transfer(
         &self,
         destination: &str,
         amount: Money,
         transfer_group: &str,
+        source_transaction: Option<&str>,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<String, ProviderError>> + Send;
 
@@ -153,6 +155,7 @@ impl PaymentProvider for TestProvider {
         destination: &str,
         _amount: Money,
         _transfer_group: &str,
+        _source_transaction: Option<&str>,
         idempotency_key: &str,
     ) -> Result<String, ProviderError> {
         match destination {
@@ -234,11 +237,12 @@ impl PaymentProvider for Provider {
         destination: &str,
         amount: Money,
         group: &str,
+        source: Option<&str>,
         key: &str,
     ) -> Result<String, ProviderError> {
         match self {
-            Self::Test(p) => p.transfer(destination, amount, group, key).await,
-            Self::Stripe(p) => p.transfer(destination, amount, group, key).await,
+            Self::Test(p) => p.transfer(destination, amount, group, source, key).await,
+            Self::Stripe(p) => p.transfer(destination, amount, group, source, key).await,
         }
     }
 

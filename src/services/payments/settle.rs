@@ -9,11 +9,14 @@ use uuid::Uuid;
 
 use super::post;
 use super::provider::{PaymentProvider, ProviderError};
+
 use crate::db;
 use crate::domain::matching::{MatchAction, MatchStatus};
 use crate::error::AppError;
 use crate::models::matches::MatchRow;
-use crate::models::payments::{self as rows, NewOp, OpRow, PaymentRow};
+use crate::models::payments::{
+    self as rows, NewOp, NewWithdrawal, OpRow, PaymentRow, WithdrawalRow,
+};
 use crate::models::{parcels, trips};
 use crate::services::ledger::{Account, Reference};
 use crate::services::matching::lifecycle::{self, Step, Touched};
@@ -149,6 +152,24 @@ pub async fn release(
         Reference::Match(m.id),
     )
     .await?;
+    // A traveler with a connected account is paid out at once, funded by this match's charge.
+    let payout = m.price - m.fee;
+    if let (Some(destination), true) =
+        (rows::payout_account(conn, m.traveler_id).await?, payout > 0)
+    {
+        let charge = rows::payment_of_match(conn, m.id)
+            .await?
+            .and_then(|p| p.charge_id);
+        start_withdrawal(
+            state,
+            conn,
+            m.traveler_id,
+            super::money(payout, &m.currency)?,
+            &destination,
+            Some((m.id, charge.as_deref())),
+        )
+        .await?;
+    }
     let step = Step {
         action: MatchAction::Complete,
         actor: None,
@@ -280,9 +301,19 @@ async fn call(state: &AppState, op: &OpRow) -> Result<String, ProviderError> {
                 .map_err(|e| ProviderError::Transient(e.to_string()))?
                 .ok_or_else(|| ProviderError::Rejected("no such withdrawal".to_owned()))?;
             drop(conn);
-            let group = format!("withdrawal:{}", w.id);
+            // A release payout joins its match's transfer group and is funded by its charge.
+            let group = match w.match_id {
+                Some(m) => format!("match:{m}"),
+                None => format!("withdrawal:{}", w.id),
+            };
             provider
-                .transfer(&w.destination, amount, &group, &op.idempotency_key)
+                .transfer(
+                    &w.destination,
+                    amount,
+                    &group,
+                    w.source_charge.as_deref(),
+                    &op.idempotency_key,
+                )
                 .await
         }
     }
@@ -331,6 +362,63 @@ async fn after_failed(
     // A refund that cannot be made stays `failed` in payment_ops for an operator (reconcile
     // reports it): the ledger already owes it to the sender through the clearing account.
     Ok(())
+}
+
+/// Starts a payout of `amount` from the user's available balance to `destination` (inside the
+/// caller's transaction): the ledger moves it to payouts in flight and the transfer is queued.
+/// `release` names the match and charge a release payout is funded by. Returns the withdrawal
+/// and its queued call.
+pub async fn start_withdrawal(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    amount: crate::domain::money::Money,
+    destination: &str,
+    release: Option<(Uuid, Option<&str>)>,
+) -> Result<(WithdrawalRow, Uuid), AppError> {
+    let id = Uuid::now_v7();
+    let currency = amount.currency().code();
+    let w = rows::insert_withdrawal(
+        conn,
+        &NewWithdrawal {
+            id,
+            user_id: user,
+            amount: amount.amount(),
+            currency,
+            destination,
+            status: "pending",
+            provider: state.payments.provider.name(),
+            match_id: release.map(|(m, _)| m),
+            source_charge: release.and_then(|(_, charge)| charge),
+        },
+    )
+    .await?;
+    post(
+        conn,
+        format!("withdrawal:{id}:start"),
+        Account::UserAvailable(user),
+        Account::PayoutsInFlight,
+        amount.amount(),
+        currency,
+        Reference::Withdrawal(id),
+    )
+    .await?;
+    let op = Uuid::now_v7();
+    rows::enqueue_op(
+        conn,
+        &NewOp {
+            id: op,
+            kind: "transfer",
+            match_id: None,
+            withdrawal_id: Some(id),
+            amount: amount.amount(),
+            currency,
+            idempotency_key: &format!("withdrawal:{id}"),
+            status: "pending",
+        },
+    )
+    .await?;
+    Ok((w, op))
 }
 
 /// A withdrawal that did not reach the user goes back to their available balance (once).

@@ -179,11 +179,16 @@ impl StripeProvider {
         destination: &str,
         amount: Money,
         transfer_group: &str,
+        source_transaction: Option<&str>,
         idempotency_key: &str,
     ) -> Result<String, ProviderError> {
-        CreateTransfer::new(currency(amount), destination)
+        let mut create = CreateTransfer::new(currency(amount), destination)
             .amount(amount.amount())
-            .transfer_group(transfer_group)
+            .transfer_group(transfer_group);
+        if let Some(charge) = source_transaction {
+            create = create.source_transaction(charge);
+        }
+        create
             .customize()
             .request_strategy(key(idempotency_key)?)
             .send(&self.client)

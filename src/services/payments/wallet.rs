@@ -7,16 +7,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::post;
 use super::provider::PaymentProvider;
 use crate::db;
 use crate::domain::money::{Money, MoneyDto};
 use crate::domain::FieldError;
 use crate::error::AppError;
-use crate::models::payments::{self as rows, NewOp, NewWithdrawal, WithdrawalRow};
+use crate::models::payments::{self as rows, WithdrawalRow};
 use crate::models::wallet::{self as lines, LineRow};
 use crate::services::auth::AuthUser;
-use crate::services::ledger::{Account, Reference};
 use crate::services::pagination::{clamp_limit, split_page, Position};
 use crate::state::AppState;
 
@@ -211,7 +209,6 @@ pub async fn withdraw(
         return Err(FieldError::new("amount", "must be positive").into());
     }
     let me = auth.user_id.0;
-    let provider = state.payments.provider.name();
     let mut conn = db::conn(&state.db).await?;
     let (w, op) = conn
         .transaction(async |conn| {
@@ -221,47 +218,7 @@ pub async fn withdraw(
                     "Connect a payout account first (PUT /api/wallet/payout-account).",
                 ));
             };
-            let id = Uuid::now_v7();
-            let currency = amount.currency().code();
-            let w = rows::insert_withdrawal(
-                conn,
-                &NewWithdrawal {
-                    id,
-                    user_id: me,
-                    amount: amount.amount(),
-                    currency,
-                    destination: &destination,
-                    status: "pending",
-                    provider,
-                },
-            )
-            .await?;
-            post(
-                conn,
-                format!("withdrawal:{id}:start"),
-                Account::UserAvailable(me),
-                Account::PayoutsInFlight,
-                amount.amount(),
-                currency,
-                Reference::Withdrawal(id),
-            )
-            .await?;
-            let op = Uuid::now_v7();
-            rows::enqueue_op(
-                conn,
-                &NewOp {
-                    id: op,
-                    kind: "transfer",
-                    match_id: None,
-                    withdrawal_id: Some(id),
-                    amount: amount.amount(),
-                    currency,
-                    idempotency_key: &format!("withdrawal:{id}"),
-                    status: "pending",
-                },
-            )
-            .await?;
-            Ok::<_, AppError>((w, op))
+            super::settle::start_withdrawal(state, conn, me, amount, &destination, None).await
         })
         .await?;
     drop(conn);
