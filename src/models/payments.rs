@@ -81,31 +81,35 @@ pub async fn open_payment(
         .await
 }
 
-pub async fn set_payment(
+/// Marks the payment succeeded (under the match lock, by `confirm_charge` only).
+pub async fn succeed_payment(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
-    intent_id: Option<&str>,
+    intent_id: &str,
     charge_id: Option<&str>,
-    failure: Option<&str>,
 ) -> QueryResult<PaymentRow> {
     diesel::update(payments::table.find(id))
         .set((
-            payments::status.eq(status),
-            payments::intent_id.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Text>,
-            >("coalesce(")
-            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(intent_id)
-            .sql(", intent_id)")),
-            payments::charge_id.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Text>,
-            >("coalesce(")
-            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(charge_id)
-            .sql(", charge_id)")),
-            payments::failure.eq(failure),
+            payments::status.eq("succeeded"),
+            payments::intent_id.eq(intent_id),
+            payments::charge_id.eq(charge_id),
+            payments::failure.eq(None::<String>),
         ))
         .returning(PaymentRow::as_returning())
         .get_result(conn)
+        .await
+}
+
+/// Marks a payment that has not succeeded as failed; a succeeded one is never changed (0).
+pub async fn fail_payment(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(payments::table.find(id))
+        .filter(payments::status.ne("succeeded"))
+        .set((payments::status.eq("failed"), payments::failure.eq(reason)))
+        .execute(conn)
         .await
 }
 

@@ -394,8 +394,8 @@ fn sign(payload: &str, at: i64) -> String {
 #[tokio::test]
 async fn signed_webhook_fixtures_apply_once_in_any_order_and_bad_signatures_change_nothing() {
     let app: StripeApp = spawn_stripe_app().await;
-    // A failed card first (no intent recorded), then the sender pays at Stripe directly: the
-    // succeeded event arrives before the service knew the intent.
+    // A declined card first, then the sender confirms the same intent with another card on the
+    // client: only the webhook tells the service.
     let b = accepted(&app, 48).await;
     assert_eq!(
         pay_with(&app, &b, Some("pm_card_chargeCustomerFail"))
@@ -403,7 +403,7 @@ async fn signed_webhook_fixtures_apply_once_in_any_order_and_bad_signatures_chan
             .status(),
         402
     );
-    let intent = format!("pi_fixture_{}", Uuid::now_v7().simple());
+    let intent = intent_of(&app, &b).await;
     let succeeded = event(
         "evt_fixture_1",
         "payment_intent.succeeded",
@@ -472,6 +472,23 @@ async fn signed_webhook_fixtures_apply_once_in_any_order_and_bad_signatures_chan
         (Some("paid"), Some("succeeded"))
     );
     assert_eq!(ledger_transfers(&app).await, 1, "the money moved once");
+
+    // A success for an intent that is not ours, or for another amount than ours, is not applied.
+    let stranger = event(
+        "evt_fixture_7",
+        "payment_intent.succeeded",
+        payment_intent("pi_not_ours", "succeeded", &Uuid::now_v7().to_string()),
+    );
+    let (_, receipt) = deliver_webhook(&app, &stranger, Some(sign(&stranger, now))).await;
+    assert_eq!(receipt["outcome"], "ignored");
+    let c = accepted(&app, 48).await;
+    assert_eq!(pay_with(&app, &c, None).await.status(), 200);
+    let mut cheap = payment_intent(&intent_of(&app, &c).await, "succeeded", &c.id);
+    cheap["amount"] = json!(1);
+    let cheap = event("evt_fixture_8", "payment_intent.succeeded", cheap);
+    let (_, receipt) = deliver_webhook(&app, &cheap, Some(sign(&cheap, now))).await;
+    assert_eq!(receipt["outcome"], "ignored");
+    assert_eq!(status_of(&app, &c).await, "accepted");
 
     // An event type the service does not handle is acknowledged.
     let other = event(

@@ -20,8 +20,34 @@ import secrets
 import time
 
 from aiohttp import web
-from localstripe import resources, server
-from localstripe.errors import UserError
+from localstripe import resources
+
+# --- confirming with a payment method ---------------------------------------------------
+# Stripe confirms an intent with a (new) payment method in one call, also after a decline;
+# localstripe only confirms an intent whose method was set at creation. Patched before the
+# server module registers its routes.
+
+_orig_confirm = resources.PaymentIntent._api_confirm.__func__
+
+
+def _api_confirm(cls, id, payment_method=None, **kwargs):
+    if payment_method is not None:
+        obj = cls._api_retrieve(id)
+        resources.PaymentMethod._api_retrieve(payment_method)  # 404 when unknown
+        obj.payment_method = payment_method
+        obj.next_action = None
+        if obj.latest_charge is not None and obj.latest_charge.status == "failed":
+            obj.latest_charge = None
+    return _orig_confirm(cls, id, **kwargs)
+
+
+resources.PaymentIntent._api_confirm = classmethod(_api_confirm)
+resources.extra_apis[:] = [
+    (m, u, resources.PaymentIntent._api_confirm if u == "/v1/payment_intents/{id}/confirm" else f)
+    for (m, u, f) in resources.extra_apis
+]
+
+from localstripe import server  # noqa: E402  (after the patch above)
 
 # --- fields async-stripe requires -------------------------------------------------------
 
@@ -40,6 +66,8 @@ def _export(self, expand=None):
         obj.setdefault("transfer_group", None)
         if isinstance(obj.get("latest_charge"), dict):
             obj["latest_charge"] = obj["latest_charge"]["id"]
+        if isinstance(obj.get("last_payment_error"), dict):
+            obj["last_payment_error"].setdefault("type", "card_error")
         obj.pop("charges", None)
     elif kind == "charge":
         obj.setdefault("amount_captured", obj["amount"] if obj.get("captured") else 0)

@@ -37,7 +37,7 @@ use crate::services::matching::lifecycle::{self, Step, Touched};
 use crate::services::matching::{view, MatchView};
 use crate::state::AppState;
 use codes::{CodeKey, CodeKind};
-use provider::{ChargeRequest, ChargeStatus, PaymentProvider, Provider, ProviderError};
+use provider::{ChargeStatus, IntentRequest, PaymentProvider, Provider, ProviderError};
 
 /// The provider and the custody-code key of this node.
 #[derive(Debug)]
@@ -150,9 +150,11 @@ fn provider_error(e: ProviderError) -> AppError {
     }
 }
 
-/// The sender pays an accepted match. With a payment method (or the test provider) the charge
-/// completes here and the match is `paid`; otherwise the answer carries the client secret and
-/// the match becomes `paid` when the provider confirms (webhook).
+/// The sender pays an accepted match. The match has one PaymentIntent, created (and recorded)
+/// before any confirmation, so every charge the provider makes for it is on an intent this
+/// service knows. With a payment method the intent is confirmed here and the match is `paid`;
+/// without one the answer carries the client secret and the webhook completes it. A declined
+/// card leaves the match `accepted` (402); another card is another attempt on the same intent.
 pub async fn pay(
     state: &AppState,
     auth: AuthUser,
@@ -164,10 +166,10 @@ pub async fn pay(
     let mut conn = db::conn(&state.db).await?;
     let (m, payment) = conn
         .transaction(async |conn| {
-            let m = crate::models::matches::find_for_update(conn, id.0)
-                .await?
-                .filter(|m| m.sender_id == auth.user_id.0 || m.traveler_id == auth.user_id.0)
-                .ok_or_else(AppError::not_found)?;
+            let m = lifecycle::lock_match(conn, id.0).await?;
+            if m.sender_id != auth.user_id.0 && m.traveler_id != auth.user_id.0 {
+                return Err(AppError::not_found());
+            }
             if m.sender_id != auth.user_id.0 {
                 return Err(AppError::forbidden(
                     "not_sender",
@@ -190,47 +192,59 @@ pub async fn pay(
             Ok::<_, AppError>((m, p))
         })
         .await?;
+
+    // Provider calls happen outside any transaction.
+    let intent = match &payment.intent_id {
+        Some(existing) => provider.intent(existing).await,
+        None => {
+            // The key makes concurrent first payments create one intent.
+            let created = provider
+                .create_intent(&IntentRequest {
+                    match_id: m.id,
+                    amount: money(m.price, &m.currency)?,
+                    idempotency_key: format!("match:{}:pay", m.id),
+                })
+                .await;
+            if let Ok(created) = &created {
+                rows::adopt_intent(&mut conn, m.id, &created.intent_id).await?;
+            }
+            created
+        }
+    }
+    .map_err(provider_error)?;
     drop(conn);
 
-    // The provider call, outside any transaction. The key names this attempt: a retry of the
-    // same request gets the provider's first answer; another payment method is a new attempt.
-    let attempt = payment_method.as_deref().unwrap_or("client");
-    let charge = provider
-        .charge(&ChargeRequest {
-            match_id: m.id,
-            amount: money(m.price, &m.currency)?,
-            payment_method: payment_method.clone(),
-            idempotency_key: format!("match:{}:pay:{attempt}", m.id),
-        })
-        .await;
-    let charge = match charge {
-        Ok(c) => c,
-        Err(ProviderError::Rejected(reason)) => {
-            let mut conn = db::conn(&state.db).await?;
-            rows::set_payment(&mut conn, payment.id, "failed", None, None, Some(&reason)).await?;
-            return Err(provider_error(ProviderError::Rejected(reason)));
-        }
-        Err(e) => return Err(provider_error(e)),
+    // The test provider succeeds at once, with or without a payment method (API.md).
+    let payment_method =
+        payment_method.or_else(|| provider.is_test().then(|| "pm_card_visa".to_owned()));
+    let Some(method) = payment_method else {
+        let p = current_payment(state, m.id).await?;
+        let match_view = view(m, None);
+        return Ok(PayOutcome {
+            status: match_view.status.clone(),
+            payment: payment_view(&p, intent.client_secret),
+            match_view,
+        });
     };
+    let charge = provider
+        .confirm_intent(
+            &intent.intent_id,
+            &method,
+            &format!("match:{}:confirm:{method}", m.id),
+        )
+        .await
+        .map_err(provider_error)?;
     match charge.status {
         ChargeStatus::Succeeded => {
-            let mut conn = db::conn(&state.db).await?;
-            rows::set_payment(
-                &mut conn,
-                payment.id,
-                "pending",
-                Some(&charge.intent_id),
+            let (m, p) = confirm_charge(
+                state,
+                &intent.intent_id,
+                charge.charge_id.as_deref(),
                 None,
-                None,
+                now,
             )
-            .await?;
-            drop(conn);
-            let confirmed =
-                confirm_charge(state, &charge.intent_id, charge.charge_id.as_deref(), now).await?;
-            let (m, p) = match confirmed {
-                Some(done) => done,
-                None => return Err(AppError::internal("the confirmed payment vanished")),
-            };
+            .await?
+            .ok_or_else(|| AppError::internal("the confirmed payment vanished"))?;
             let match_view = view(m, None);
             Ok(PayOutcome {
                 status: match_view.status.clone(),
@@ -238,32 +252,29 @@ pub async fn pay(
                 match_view,
             })
         }
+        // 3-D Secure and the like: the client finishes with the client secret.
         ChargeStatus::Pending => {
-            let mut conn = db::conn(&state.db).await?;
-            let p = rows::set_payment(
-                &mut conn,
-                payment.id,
-                "pending",
-                Some(&charge.intent_id),
-                charge.charge_id.as_deref(),
-                None,
-            )
-            .await?;
+            let p = current_payment(state, m.id).await?;
             let match_view = view(m, None);
             Ok(PayOutcome {
                 status: match_view.status.clone(),
-                payment: payment_view(&p, charge.client_secret),
+                payment: payment_view(&p, intent.client_secret),
                 match_view,
             })
         }
         ChargeStatus::Failed => {
             let reason = charge.failure.unwrap_or_else(|| "declined".to_owned());
-            let mut conn = db::conn(&state.db).await?;
-            let intent = Some(charge.intent_id.as_str()).filter(|i| !i.is_empty());
-            rows::set_payment(&mut conn, payment.id, "failed", intent, None, Some(&reason)).await?;
+            fail_charge(state, &intent.intent_id, &reason).await?;
             Err(provider_error(ProviderError::Rejected(reason)))
         }
     }
+}
+
+async fn current_payment(state: &AppState, match_id: Uuid) -> Result<PaymentRow, AppError> {
+    let mut conn = db::conn(&state.db).await?;
+    rows::payment_of_match(&mut conn, match_id)
+        .await?
+        .ok_or_else(|| AppError::internal("the payment vanished"))
 }
 
 /// Records that the provider charged `intent_id` — from the API's own confirmation or a
@@ -274,12 +285,25 @@ pub async fn confirm_charge(
     state: &AppState,
     intent_id: &str,
     charge_id: Option<&str>,
+    charged: Option<(i64, &str)>,
     now: DateTime<Utc>,
 ) -> Result<Option<(MatchRow, PaymentRow)>, AppError> {
     let mut conn = db::conn(&state.db).await?;
     let Some(found) = rows::payment_by_intent(&mut conn, intent_id).await? else {
         return Ok(None);
     };
+    if let Some((amount, currency)) = charged {
+        if amount != found.amount || !currency.eq_ignore_ascii_case(&found.currency) {
+            tracing::error!(
+                intent = intent_id,
+                amount,
+                currency,
+                expected = found.amount,
+                "a charge does not match its payment; not applied"
+            );
+            return Ok(None);
+        }
+    }
     let (done, touched) = conn
         .transaction(async |conn| {
             let m = lifecycle::lock_match(conn, found.match_id).await?;
@@ -288,8 +312,7 @@ pub async fn confirm_charge(
             if p.status == "succeeded" {
                 return Ok::<_, AppError>(((m, p), touched));
             }
-            let p = rows::set_payment(conn, p.id, "succeeded", Some(intent_id), charge_id, None)
-                .await?;
+            let p = rows::succeed_payment(conn, p.id, intent_id, charge_id).await?;
             post(
                 conn,
                 format!("match:{}:pay", m.id),
@@ -330,8 +353,9 @@ pub async fn confirm_charge(
     Ok(Some(done))
 }
 
-/// Records that the provider declined `intent_id` (a webhook): a pending payment becomes
-/// `failed` and the sender may pay again; a settled one is left alone.
+/// Records that the provider declined `intent_id` (the API's confirmation or a webhook): the
+/// payment becomes `failed` and the sender may pay again. A succeeded payment never goes back
+/// (the update refuses it), whatever order the events come in.
 pub async fn fail_charge(
     state: &AppState,
     intent_id: &str,
@@ -341,11 +365,7 @@ pub async fn fail_charge(
     let Some(p) = rows::payment_by_intent(&mut conn, intent_id).await? else {
         return Ok(false);
     };
-    if p.status != "pending" {
-        return Ok(false);
-    }
-    rows::set_payment(&mut conn, p.id, "failed", None, None, Some(reason)).await?;
-    Ok(true)
+    Ok(rows::fail_payment(&mut conn, p.id, reason).await? == 1)
 }
 
 /// The payment of a match, for its parties.

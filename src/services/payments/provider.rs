@@ -11,15 +11,20 @@ use super::reconcile::Activity;
 use super::stripe_provider::StripeProvider;
 use crate::domain::money::Money;
 
-/// What the service asks for when the sender pays.
+/// The one PaymentIntent of a match, created before any confirmation (so every charge the
+/// provider makes for a match is on an intent the service already knows).
 #[derive(Debug, Clone)]
-pub struct ChargeRequest {
+pub struct IntentRequest {
     pub match_id: uuid::Uuid,
     pub amount: Money,
-    /// A payment method to confirm with at once (`pm_…`); without one the client confirms
-    /// with the returned client secret.
-    pub payment_method: Option<String>,
     pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Intent {
+    pub intent_id: String,
+    /// For the client to confirm it (Stripe.js).
+    pub client_secret: Option<String>,
 }
 
 /// Where a charge stands.
@@ -31,11 +36,10 @@ pub enum ChargeStatus {
     Failed,
 }
 
+/// The outcome of confirming an intent with a payment method.
 #[derive(Debug, Clone)]
 pub struct Charge {
-    pub intent_id: String,
     pub status: ChargeStatus,
-    pub client_secret: Option<String>,
     pub charge_id: Option<String>,
     pub failure: Option<String>,
 }
@@ -57,9 +61,22 @@ pub trait PaymentProvider {
 
     /// A PaymentIntent on the platform account, captured automatically, in the transfer group
     /// `match:<id>`.
-    fn charge(
+    fn create_intent(
         &self,
-        req: &ChargeRequest,
+        req: &IntentRequest,
+    ) -> impl Future<Output = Result<Intent, ProviderError>> + Send;
+
+    /// The intent as it stands (for its client secret).
+    fn intent(&self, intent_id: &str)
+        -> impl Future<Output = Result<Intent, ProviderError>> + Send;
+
+    /// Confirms the intent with a payment method (a new method after a decline is a new
+    /// attempt on the same intent).
+    fn confirm_intent(
+        &self,
+        intent_id: &str,
+        payment_method: &str,
+        idempotency_key: &str,
     ) -> impl Future<Output = Result<Charge, ProviderError>> + Send;
 
     /// Refunds part or all of a charge; returns the refund's id.
@@ -120,24 +137,35 @@ impl PaymentProvider for TestProvider {
         "test"
     }
 
-    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ProviderError> {
-        let intent_id = test_id("pi", &req.idempotency_key);
+    async fn create_intent(&self, req: &IntentRequest) -> Result<Intent, ProviderError> {
+        self.intent(&test_id("pi", &req.idempotency_key)).await
+    }
+
+    async fn intent(&self, intent_id: &str) -> Result<Intent, ProviderError> {
+        Ok(Intent {
+            intent_id: intent_id.to_owned(),
+            client_secret: Some(format!("{intent_id}_secret_test")),
+        })
+    }
+
+    async fn confirm_intent(
+        &self,
+        _intent_id: &str,
+        payment_method: &str,
+        idempotency_key: &str,
+    ) -> Result<Charge, ProviderError> {
         let declined = matches!(
-            req.payment_method.as_deref(),
-            Some(
-                TEST_DECLINED_METHOD | "pm_card_visa_chargeDeclined" | "pm_card_chargeCustomerFail"
-            )
+            payment_method,
+            TEST_DECLINED_METHOD | "pm_card_visa_chargeDeclined" | "pm_card_chargeCustomerFail"
         );
         Ok(Charge {
-            client_secret: None,
-            charge_id: (!declined).then(|| test_id("ch", &req.idempotency_key)),
+            charge_id: (!declined).then(|| test_id("ch", idempotency_key)),
             status: if declined {
                 ChargeStatus::Failed
             } else {
                 ChargeStatus::Succeeded
             },
             failure: declined.then(|| "card_declined".to_owned()),
-            intent_id,
         })
     }
 
@@ -213,10 +241,29 @@ impl PaymentProvider for Provider {
         }
     }
 
-    async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ProviderError> {
+    async fn create_intent(&self, req: &IntentRequest) -> Result<Intent, ProviderError> {
         match self {
-            Self::Test(p) => p.charge(req).await,
-            Self::Stripe(p) => p.charge(req).await,
+            Self::Test(p) => p.create_intent(req).await,
+            Self::Stripe(p) => p.create_intent(req).await,
+        }
+    }
+
+    async fn intent(&self, intent_id: &str) -> Result<Intent, ProviderError> {
+        match self {
+            Self::Test(p) => p.intent(intent_id).await,
+            Self::Stripe(p) => p.intent(intent_id).await,
+        }
+    }
+
+    async fn confirm_intent(
+        &self,
+        intent_id: &str,
+        payment_method: &str,
+        key: &str,
+    ) -> Result<Charge, ProviderError> {
+        match self {
+            Self::Test(p) => p.confirm_intent(intent_id, payment_method, key).await,
+            Self::Stripe(p) => p.confirm_intent(intent_id, payment_method, key).await,
         }
     }
 

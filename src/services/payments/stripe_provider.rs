@@ -14,14 +14,15 @@ use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError
 use stripe_connect::account::RetrieveAccount;
 use stripe_connect::transfer::{CreateTransfer, ListTransfer};
 use stripe_core::payment_intent::{
-    CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods,
+    ConfirmPaymentIntent, CreatePaymentIntent, CreatePaymentIntentAutomaticPaymentMethods,
     CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects, ListPaymentIntent,
+    RetrievePaymentIntent,
 };
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_core::{PaymentIntentCaptureMethod, PaymentIntentStatus};
 use stripe_types::{Currency, RangeBoundsTs, RangeQueryTs};
 
-use super::provider::{Charge, ChargeRequest, ChargeStatus, ProviderError};
+use super::provider::{Charge, ChargeStatus, Intent, IntentRequest, ProviderError};
 use super::reconcile::Activity;
 use crate::config::{ConfigError, StripeSettings};
 use crate::domain::money::Money;
@@ -93,9 +94,9 @@ impl StripeProvider {
         Ok(Self { client })
     }
 
-    pub async fn charge(&self, req: &ChargeRequest) -> Result<Charge, ProviderError> {
+    pub async fn create_intent(&self, req: &IntentRequest) -> Result<Intent, ProviderError> {
         let metadata = HashMap::from([("match_id".to_owned(), req.match_id.to_string())]);
-        let mut create = CreatePaymentIntent::new(req.amount.amount(), currency(req.amount))
+        let pi = CreatePaymentIntent::new(req.amount.amount(), currency(req.amount))
             .capture_method(PaymentIntentCaptureMethod::Automatic)
             .transfer_group(format!("match:{}", req.match_id))
             .metadata(metadata)
@@ -106,13 +107,39 @@ impl StripeProvider {
                 allow_redirects: Some(
                     CreatePaymentIntentAutomaticPaymentMethodsAllowRedirects::Never,
                 ),
-            });
-        if let Some(pm) = &req.payment_method {
-            create = create.payment_method(pm.as_str()).confirm(true);
-        }
-        let pi = create
+            })
             .customize()
             .request_strategy(key(&req.idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(Intent {
+            intent_id: pi.id.as_str().to_owned(),
+            client_secret: pi.client_secret,
+        })
+    }
+
+    pub async fn intent(&self, intent_id: &str) -> Result<Intent, ProviderError> {
+        let pi = RetrievePaymentIntent::new(intent_id)
+            .send(&self.client)
+            .await
+            .map_err(classify)?;
+        Ok(Intent {
+            intent_id: pi.id.as_str().to_owned(),
+            client_secret: pi.client_secret,
+        })
+    }
+
+    pub async fn confirm_intent(
+        &self,
+        intent_id: &str,
+        payment_method: &str,
+        idempotency_key: &str,
+    ) -> Result<Charge, ProviderError> {
+        let pi = ConfirmPaymentIntent::new(intent_id)
+            .payment_method(payment_method)
+            .customize()
+            .request_strategy(key(idempotency_key)?)
             .send(&self.client)
             .await;
         let pi = match pi {
@@ -120,9 +147,7 @@ impl StripeProvider {
             // A declined card: Stripe answers 402 with the failure.
             Err(StripeError::Stripe(api, 402)) => {
                 return Ok(Charge {
-                    intent_id: String::new(),
                     status: ChargeStatus::Failed,
-                    client_secret: None,
                     charge_id: api.charge.clone(),
                     failure: Some(
                         api.decline_code
@@ -136,16 +161,13 @@ impl StripeProvider {
         };
         let status = match pi.status {
             PaymentIntentStatus::Succeeded => ChargeStatus::Succeeded,
-            PaymentIntentStatus::Canceled => ChargeStatus::Failed,
-            PaymentIntentStatus::RequiresPaymentMethod if req.payment_method.is_some() => {
+            PaymentIntentStatus::Canceled | PaymentIntentStatus::RequiresPaymentMethod => {
                 ChargeStatus::Failed
             }
             _ => ChargeStatus::Pending,
         };
         Ok(Charge {
-            intent_id: pi.id.as_str().to_owned(),
             status,
-            client_secret: pi.client_secret.clone(),
             charge_id: pi
                 .latest_charge
                 .as_ref()

@@ -121,8 +121,10 @@ async fn apply(state: &AppState, object: EventObject) -> Result<bool, AppError> 
                 .as_ref()
                 .map(|c| c.id().as_str().to_owned());
             adopt_intent(state, &intent, pi.metadata.get("match_id")).await?;
+            let currency = pi.currency.to_string();
+            let charged = Some((pi.amount, currency.as_str()));
             Ok(
-                super::confirm_charge(state, &intent, charge.as_deref(), Utc::now())
+                super::confirm_charge(state, &intent, charge.as_deref(), charged, Utc::now())
                     .await?
                     .is_some(),
             )
