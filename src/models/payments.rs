@@ -317,14 +317,19 @@ pub async fn lease_op(
         .optional()
 }
 
+/// Ends an op this worker leased (`lease`); 0 when the lease was lost (another worker took the
+/// op after it lapsed), and then nothing may follow.
 pub async fn finish_op(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    lease: DateTime<Utc>,
     status: &str,
     provider_ref: Option<&str>,
     error: Option<&str>,
 ) -> QueryResult<usize> {
     diesel::update(payment_ops::table.find(id))
+        .filter(payment_ops::status.eq("pending"))
+        .filter(payment_ops::next_attempt_at.eq(lease))
         .set((
             payment_ops::status.eq(status),
             payment_ops::provider_ref.eq(provider_ref),
@@ -335,13 +340,17 @@ pub async fn finish_op(
         .await
 }
 
+/// Counts a failed attempt of a leased op and schedules the next at `at`.
 pub async fn retry_op(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    lease: DateTime<Utc>,
     at: DateTime<Utc>,
     error: &str,
 ) -> QueryResult<usize> {
     diesel::update(payment_ops::table.find(id))
+        .filter(payment_ops::status.eq("pending"))
+        .filter(payment_ops::next_attempt_at.eq(lease))
         .set((
             payment_ops::attempts.eq(payment_ops::attempts + 1),
             payment_ops::next_attempt_at.eq(at),

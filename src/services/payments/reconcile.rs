@@ -112,6 +112,18 @@ pub async fn run(
             failed.n
         ));
     }
+    let in_doubt: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM payment_ops o JOIN withdrawals w ON w.id = o.withdrawal_id
+          WHERE o.kind = 'transfer' AND o.status = 'failed' AND w.status = 'pending'",
+    )
+    .get_result(conn)
+    .await?;
+    if in_doubt.n > 0 {
+        report.mismatches.push(format!(
+            "{} payouts in doubt (the provider never answered clearly; check its transfers)",
+            in_doubt.n
+        ));
+    }
     if provider.is_test() {
         return Ok(report);
     }

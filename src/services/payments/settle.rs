@@ -2,7 +2,7 @@
 //! sender on cancellation (the product's rules), and the worker that makes the provider calls
 //! (refunds, payouts) queued by committed transactions, with backoff and a limit.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rand::RngExt as _;
 use uuid::Uuid;
@@ -203,9 +203,12 @@ pub async fn sweep_releases(state: &AppState) -> Result<usize, AppError> {
                 release(conn, state, &m, now, &mut one).await?;
                 Ok(Some(one))
             })
-            .await?;
-        if let Some(one) = one {
-            touched.absorb(one);
+            .await;
+        // One match that cannot be released must not hold up the others.
+        match one {
+            Ok(Some(one)) => touched.absorb(one),
+            Ok(None) => {}
+            Err(e) => tracing::error!(%match_id, error = %e, "release failed"),
         }
     }
     let n = touched.matches.len();
@@ -225,18 +228,29 @@ pub async fn run_ops(state: &AppState) -> Result<usize, AppError> {
     drop(conn);
     let mut handled = 0;
     for id in due {
-        if run_op(state, id).await? {
-            handled += 1;
+        match run_op(state, id).await {
+            Ok(true) => handled += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(op = %id, error = %e, "provider call worker"),
         }
     }
     Ok(handled)
 }
 
 /// Runs one provider call if it is due and unclaimed; `true` when this worker ran it.
+///
+/// Only the provider's explicit refusal fails a payout back to the user's balance: a call
+/// that never got a clear answer (timeouts, 5xx) may have gone through, so after the last
+/// attempt it is parked as `failed` with the money still in flight, for `airbar reconcile`
+/// and an operator to settle against the provider's records.
 pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
     let now = Utc::now();
     let mut conn = db::conn(&state.db).await?;
-    let lease = now + Duration::seconds(OP_LEASE_SECS);
+    // Longer than a provider call can take; stored to the microsecond so it compares equal.
+    let lease_secs = OP_LEASE_SECS.max(
+        i64::try_from(state.settings.stripe.timeout_ms / 1000 * 2).unwrap_or(OP_LEASE_SECS),
+    );
+    let lease = (now + Duration::seconds(lease_secs)).trunc_subsecs(6);
     let Some(op) = rows::lease_op(&mut conn, id, now, lease).await? else {
         return Ok(false);
     };
@@ -244,28 +258,44 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
     let result = call(state, &op).await;
     let mut conn = db::conn(&state.db).await?;
     let max = i32::try_from(state.settings.payments.max_attempts).unwrap_or(i32::MAX);
-    conn.transaction(async |conn| {
-        match result {
-            Ok(reference) => {
-                rows::finish_op(conn, op.id, "done", Some(&reference), None).await?;
-                after_done(conn, &op, &reference).await?;
-                state.metrics.payments.op(&op.kind, "done");
+    let retry_at = Utc::now() + backoff(state.settings.payments.sweep_interval_ms, op.attempts);
+    let finished = conn
+        .transaction(async |conn| {
+            match &result {
+                Ok(reference) => {
+                    if rows::finish_op(conn, op.id, lease, "done", Some(reference), None).await? == 1 {
+                        after_done(conn, &op, reference).await?;
+                        state.metrics.payments.op(&op.kind, "done");
+                    }
+                }
+                Err(ProviderError::Transient(e)) if op.attempts + 1 < max => {
+                    rows::retry_op(conn, op.id, lease, retry_at, e).await?;
+                    state.metrics.payments.op(&op.kind, "retried");
+                }
+                Err(ProviderError::Rejected(e)) => {
+                    if rows::finish_op(conn, op.id, lease, "failed", None, Some(e)).await? == 1 {
+                        after_refused(conn, &op, e).await?;
+                        state.metrics.payments.op(&op.kind, "failed");
+                        tracing::error!(op = %op.id, kind = %op.kind, error = %e, "the provider refused a call");
+                    }
+                }
+                Err(ProviderError::Transient(e)) => {
+                    let why = format!("no clear answer after {max} attempts: {e}");
+                    if rows::finish_op(conn, op.id, lease, "failed", None, Some(&why)).await? == 1 {
+                        state.metrics.payments.op(&op.kind, "in_doubt");
+                        tracing::error!(op = %op.id, kind = %op.kind, error = %e, "provider call in doubt; reconcile it");
+                    }
+                }
             }
-            Err(ProviderError::Transient(e)) if op.attempts + 1 < max => {
-                let at = Utc::now() + backoff(state.settings.payments.sweep_interval_ms, op.attempts);
-                rows::retry_op(conn, op.id, at, &e).await?;
-                state.metrics.payments.op(&op.kind, "retried");
-            }
-            Err(ProviderError::Transient(e) | ProviderError::Rejected(e)) => {
-                rows::finish_op(conn, op.id, "failed", None, Some(&e)).await?;
-                after_failed(conn, &op, &e).await?;
-                state.metrics.payments.op(&op.kind, "failed");
-                tracing::error!(op = %op.id, kind = %op.kind, error = %e, "provider call failed for good");
-            }
-        }
-        Ok::<_, AppError>(())
-    })
-    .await?;
+            Ok::<_, AppError>(())
+        })
+        .await;
+    if let Err(e) = finished {
+        // Count the attempt anyway, so a failing follow-up cannot retry forever unseen.
+        tracing::warn!(op = %op.id, error = %e, "recording a provider call failed");
+        let mut conn = db::conn(&state.db).await?;
+        rows::retry_op(&mut conn, op.id, lease, retry_at, &e.to_string()).await?;
+    }
     Ok(true)
 }
 
@@ -351,7 +381,7 @@ async fn after_done(
     Ok(())
 }
 
-async fn after_failed(
+async fn after_refused(
     conn: &mut AsyncPgConnection,
     op: &OpRow,
     error: &str,
