@@ -671,3 +671,43 @@ pub async fn adopt_intent(
         .execute(conn)
         .await
 }
+
+/// What reversals of a settled withdrawal have already put back.
+pub async fn reversed_so_far(conn: &mut AsyncPgConnection, withdrawal: Uuid) -> QueryResult<i64> {
+    use crate::schema::ledger_transfers;
+    let sum: Option<i64> = ledger_transfers::table
+        .filter(ledger_transfers::reference_kind.eq("withdrawal"))
+        .filter(ledger_transfers::reference_id.eq(withdrawal))
+        .filter(
+            ledger_transfers::idempotency_key
+                .like(format!("withdrawal:{withdrawal}:reversed_to:%")),
+        )
+        .select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        >("sum(amount)::bigint"))
+        .first(conn)
+        .await?;
+    Ok(sum.unwrap_or(0))
+}
+
+/// The withdrawal a transfer group names (`withdrawal:<id>`, or `match:<id>` for a release
+/// payout).
+pub async fn withdrawal_by_group(
+    conn: &mut AsyncPgConnection,
+    group: &str,
+) -> QueryResult<Option<WithdrawalRow>> {
+    let (kind, id) = match group.split_once(':') {
+        Some((kind, id)) => (kind, id.parse::<Uuid>().ok()),
+        None => return Ok(None),
+    };
+    let Some(id) = id else { return Ok(None) };
+    let query = withdrawals::table
+        .select(WithdrawalRow::as_select())
+        .into_boxed();
+    let query = match kind {
+        "withdrawal" => query.filter(withdrawals::id.eq(id)),
+        "match" => query.filter(withdrawals::match_id.eq(id)),
+        _ => return Ok(None),
+    };
+    query.first(conn).await.optional()
+}

@@ -543,29 +543,43 @@ async fn signed_webhook_fixtures_apply_once_in_any_order_and_bad_signatures_chan
     )
     .await
     .unwrap();
-    let mut transfer = app
-        .stripe(Method::POST, &format!("/v1/transfers/{tr}/reversals"), &[])
-        .await;
-    transfer = app
-        .stripe(
-            Method::GET,
-            &format!("/v1/transfers/{}", transfer["transfer"].as_str().unwrap()),
-            &[],
+    // A partial reversal, then the rest (each event twice): the user gets back exactly what
+    // was reversed, once.
+    let wallet_after = async |app: &StripeApp| {
+        let w = app.json_of(&b.traveler, "/api/wallet").await;
+        (
+            w["balances"][0]["available"].as_i64().unwrap(),
+            w["balances"][0]["paid_out"].as_i64().unwrap(),
+        )
+    };
+    let mut n = 10;
+    for part in [Some("500"), None] {
+        let form: Vec<(&str, &str)> = part.map(|a| vec![("amount", a)]).unwrap_or_default();
+        app.stripe(
+            Method::POST,
+            &format!("/v1/transfers/{tr}/reversals"),
+            &form,
         )
         .await;
-    for id in ["evt_fixture_5", "evt_fixture_6"] {
-        let reversed = event(id, "transfer.reversed", transfer.clone());
-        let (status, receipt) = deliver_webhook(&app, &reversed, Some(sign(&reversed, now))).await;
-        assert_eq!(status, 200, "{receipt}");
+        let transfer = app
+            .stripe(Method::GET, &format!("/v1/transfers/{tr}"), &[])
+            .await;
+        for _ in 0..2 {
+            n += 1;
+            let reversed = event(
+                &format!("evt_fixture_{n}"),
+                "transfer.reversed",
+                transfer.clone(),
+            );
+            let (status, receipt) =
+                deliver_webhook(&app, &reversed, Some(sign(&reversed, now))).await;
+            assert_eq!(status, 200, "{receipt}");
+        }
+        let expected = match part {
+            Some(_) => (500, PRICE - FEE - 500),
+            None => (PRICE - FEE, 0),
+        };
+        assert_eq!(wallet_after(&app).await, expected);
     }
-    let wallet = app.json_of(&b.traveler, "/api/wallet").await;
-    assert_eq!(
-        (
-            wallet["balances"][0]["available"].as_i64(),
-            wallet["balances"][0]["paid_out"].as_i64()
-        ),
-        (Some(PRICE - FEE), Some(0)),
-        "{wallet}"
-    );
     ledger_transfers(&app).await;
 }

@@ -247,9 +247,8 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
     let now = Utc::now();
     let mut conn = db::conn(&state.db).await?;
     // Longer than a provider call can take; stored to the microsecond so it compares equal.
-    let lease_secs = OP_LEASE_SECS.max(
-        i64::try_from(state.settings.stripe.timeout_ms / 1000 * 2).unwrap_or(OP_LEASE_SECS),
-    );
+    let lease_secs = OP_LEASE_SECS
+        .max(i64::try_from(state.settings.stripe.timeout_ms / 1000 * 2).unwrap_or(OP_LEASE_SECS));
     let lease = (now + Duration::seconds(lease_secs)).trunc_subsecs(6);
     let Some(op) = rows::lease_op(&mut conn, id, now, lease).await? else {
         return Ok(false);
@@ -451,26 +450,69 @@ pub async fn start_withdrawal(
     Ok((w, op))
 }
 
-/// A withdrawal that did not reach the user goes back to their available balance (once).
+/// A transfer the provider reversed (in part or in full) after it settled: the reversed amount
+/// goes back to the user's available balance, once per cumulative total (`total_reversed` is
+/// the transfer's `amount_reversed`), so duplicate and out-of-order events add nothing twice.
+/// `Err(not_ready)` while the transfer's own settlement is not recorded yet (retry later).
+pub async fn reverse_transferred(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    total_reversed: i64,
+) -> Result<bool, AppError> {
+    let w = rows::withdrawal_for_update(conn, id).await?;
+    match w.status.as_str() {
+        "paid" => {}
+        "pending" => {
+            return Err(AppError::conflict(
+                "not_ready",
+                "The transfer's settlement is not recorded yet; retry.",
+            ))
+        }
+        _ => return Ok(false),
+    }
+    let total = total_reversed.min(w.amount);
+    let already = rows::reversed_so_far(conn, w.id).await?;
+    let delta = total - already;
+    if delta <= 0 {
+        return Ok(false);
+    }
+    post(
+        conn,
+        format!("withdrawal:{}:reversed_to:{total}", w.id),
+        Account::UserPaidOut(w.user_id),
+        Account::UserAvailable(w.user_id),
+        delta,
+        &w.currency,
+        Reference::Withdrawal(w.id),
+    )
+    .await?;
+    if total >= w.amount {
+        rows::set_withdrawal(
+            conn,
+            w.id,
+            "failed",
+            w.transfer_id.as_deref(),
+            Some("reversed"),
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
+/// A withdrawal the provider refused goes back to the user's available balance (once).
 pub async fn reverse_withdrawal(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     reason: &str,
 ) -> Result<bool, AppError> {
     let w = rows::withdrawal_for_update(conn, id).await?;
-    if w.status == "failed" {
+    if w.status != "pending" {
         return Ok(false);
     }
-    let from = if w.status == "paid" {
-        // Reversed after it settled (a transfer reversal at the provider).
-        Account::UserPaidOut(w.user_id)
-    } else {
-        Account::PayoutsInFlight
-    };
     post(
         conn,
         format!("withdrawal:{}:reverse", w.id),
-        from,
+        Account::PayoutsInFlight,
         Account::UserAvailable(w.user_id),
         w.amount,
         &w.currency,

@@ -141,13 +141,21 @@ async fn apply(state: &AppState, object: EventObject) -> Result<bool, AppError> 
         }
         EventObject::TransferReversed(transfer) => {
             let mut conn = db::conn(&state.db).await?;
-            let Some(w) = rows::withdrawal_by_transfer(&mut conn, transfer.id.as_str()).await?
-            else {
+            let found = match rows::withdrawal_by_transfer(&mut conn, transfer.id.as_str()).await? {
+                Some(w) => Some(w),
+                // Settled at the provider but not recorded here yet: found by its group.
+                None => match transfer.transfer_group.as_deref() {
+                    Some(group) => rows::withdrawal_by_group(&mut conn, group).await?,
+                    None => None,
+                },
+            };
+            let Some(w) = found else {
                 return Ok(false);
             };
+            let total = transfer.amount_reversed;
             use diesel_async::AsyncConnection;
             conn.transaction(async |conn| {
-                super::settle::reverse_withdrawal(conn, w.id, "transfer reversed").await
+                super::settle::reverse_transferred(conn, w.id, total).await
             })
             .await
         }
