@@ -436,6 +436,23 @@ pub async fn find_key(
         .optional()
 }
 
+/// Takes over a claim whose request never finished (its process died or its client went
+/// away): only one taker wins.
+pub async fn take_over_key(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    key: &str,
+    claimed_at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let n = diesel::update(idempotency_keys::table.find((user, key)))
+        .filter(idempotency_keys::status_code.is_null())
+        .filter(idempotency_keys::created_at.eq(claimed_at))
+        .set(idempotency_keys::created_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
 pub async fn store_response(
     conn: &mut AsyncPgConnection,
     user: Uuid,

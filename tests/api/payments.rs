@@ -859,3 +859,33 @@ async fn a_traveler_with_a_connected_account_is_paid_out_at_release() {
     assert_eq!(kinds, ["settle", "start", "release"]);
     invariants_hold(&app).await;
 }
+
+#[tokio::test]
+async fn a_key_whose_first_request_never_answered_is_busy_then_taken_over() {
+    use diesel_async::RunQueryDsl;
+    use sha2::{Digest, Sha256};
+    let app = spawn_app().await;
+    let b = accepted(&app, 48).await;
+    let path = format!("/api/matches/{}/pay", b.id);
+    // What a request that died after claiming the key leaves behind.
+    let fingerprint = format!("POST {path}\n{{\"payment_method\":null}}");
+    let mut conn = app.db().await;
+    diesel::sql_query("INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, 'k-dead', $2)")
+        .bind::<diesel::sql_types::Uuid, _>(uuid(&b.sender.id))
+        .bind::<diesel::sql_types::Bytea, _>(Sha256::digest(fingerprint.as_bytes()).to_vec())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let res = app.post_with_key(&b.sender, &path, "k-dead", &json!({})).await;
+    assert_eq!(res.status(), 409, "still running, as far as anyone knows");
+    assert_eq!(res.headers()["retry-after"], "1");
+    diesel::sql_query("UPDATE idempotency_keys SET created_at = now() - interval '2 minutes'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let res = app.post_with_key(&b.sender, &path, "k-dead", &json!({})).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "paid");
+    let replay = app.post_with_key(&b.sender, &path, "k-dead", &json!({})).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+}

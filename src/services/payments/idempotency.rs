@@ -1,8 +1,9 @@
 //! `Idempotency-Key` on endpoints that move money: the first request under a key runs and its
 //! response (success or a client error) is stored; a replay with the same request gets that
 //! response again; the same key with another request is refused (422); a replay while the
-//! first still runs gets 409. Server errors are not stored (the key is freed for a retry).
-//! Keys are per user and kept 24 hours.
+//! first still runs gets 409. Server errors are not stored (the key is freed for a retry); a
+//! first request that never answered (its process died) is taken over by a retry after a
+//! minute. Keys are per user and kept 24 hours.
 
 use std::future::Future;
 
@@ -14,6 +15,9 @@ use crate::db;
 use crate::error::AppError;
 use crate::models::payments as rows;
 use crate::state::AppState;
+
+/// A claim whose request has not answered in this long is taken over by a retry.
+const STALE_CLAIM_SECS: i64 = 60;
 
 /// A response to send (or replay).
 #[derive(Debug, Clone)]
@@ -68,21 +72,29 @@ where
                 "This Idempotency-Key was used for a different request.",
             ));
         }
-        return match (row.status_code, row.response) {
-            (Some(code), Some(body)) => Ok(Stored {
-                status: u16::try_from(code)
-                    .ok()
-                    .and_then(|c| StatusCode::from_u16(c).ok())
-                    .unwrap_or(StatusCode::OK),
-                body,
-                replayed: true,
-            }),
-            _ => Err(AppError::conflict(
-                "idempotency_in_progress",
-                "The first request with this Idempotency-Key is still running; retry shortly.",
-            )
-            .with_header("Retry-After", "1")),
-        };
+        match (row.status_code, row.response) {
+            (Some(code), Some(body)) => {
+                return Ok(Stored {
+                    status: u16::try_from(code)
+                        .ok()
+                        .and_then(|c| StatusCode::from_u16(c).ok())
+                        .unwrap_or(StatusCode::OK),
+                    body,
+                    replayed: true,
+                })
+            }
+            // A first request that never finished (the actions below are idempotent, so
+            // running it again is safe): taken over after a while.
+            _ if row.created_at < chrono::Utc::now() - chrono::Duration::seconds(STALE_CLAIM_SECS)
+                && rows::take_over_key(&mut conn, user, key, row.created_at).await? => {}
+            _ => {
+                return Err(AppError::conflict(
+                    "idempotency_in_progress",
+                    "The first request with this Idempotency-Key is still running; retry shortly.",
+                )
+                .with_header("Retry-After", "1"))
+            }
+        }
     }
     drop(conn);
     let outcome = f().await;
