@@ -32,7 +32,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         dashboard::get_stats, dashboard::list_activities,
         matches::get_suggestions, matches::explain_match, matches::create_match, matches::list_matches,
         matches::get_match, matches::accept_match, matches::decline_match, matches::cancel_match,
-        matches::pay_match, matches::pickup_match, matches::deliver_match, matches::reissue_pickup_code,
+        matches::pay_match, matches::pickup_match, matches::deliver_match, matches::reissue_pickup_code, matches::reissue_delivery_code,
         wallet::get_wallet, wallet::list_transactions, wallet::put_payout_account, wallet::create_withdrawal,
         payments::stripe_webhook,
         ws::open_socket, notifications::stream_events,

@@ -237,7 +237,7 @@ pub struct PayRequest {
     pub payment_method: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// The 6-digit code.
@@ -286,9 +286,12 @@ pub async fn pay_match(
     Ok(replay(stored))
 }
 
-/// The traveler enters the sender's pickup code at handover: `paid` → `in_transit`.
+/// The traveler enters the sender's pickup code at handover: `paid` → `in_transit`. Honours
+/// `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/matches/{id}/pickup", tag = "matching", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Match id")), request_body = CodeRequest,
+    params(("id" = uuid::Uuid, Path, description = "Match id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "A replay returns the first response")),
+    request_body = CodeRequest,
     responses(
         (status = 200, description = "In transit; the delivery code is issued", body = MatchView),
         (status = 403, description = "Not the traveler", body = Problem),
@@ -300,18 +303,28 @@ pub async fn pay_match(
 pub async fn pickup_match(
     state: web::Data<AppState>,
     user: AuthUser,
+    req: HttpRequest,
     id: web::Path<MatchId>,
     body: web::Json<CodeRequest>,
-) -> Result<web::Json<MatchView>, AppError> {
-    Ok(web::Json(
-        custody::hand_over(&state, user, id.into_inner(), CodeKind::Pickup, &body.code).await?,
-    ))
+) -> Result<HttpResponse, AppError> {
+    hand_over(
+        &state,
+        user,
+        &req,
+        id.into_inner(),
+        body.into_inner(),
+        CodeKind::Pickup,
+    )
+    .await
 }
 
 /// The traveler enters the recipient's delivery code: `in_transit` → `delivered`; the held
 /// funds are released after `payments.release_delay_secs` (then the match is `completed`).
+/// Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/matches/{id}/deliver", tag = "matching", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Match id")), request_body = CodeRequest,
+    params(("id" = uuid::Uuid, Path, description = "Match id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "A replay returns the first response")),
+    request_body = CodeRequest,
     responses(
         (status = 200, description = "Delivered (or completed when released at once)", body = MatchView),
         (status = 403, description = "Not the traveler", body = Problem),
@@ -323,22 +336,50 @@ pub async fn pickup_match(
 pub async fn deliver_match(
     state: web::Data<AppState>,
     user: AuthUser,
+    req: HttpRequest,
     id: web::Path<MatchId>,
     body: web::Json<CodeRequest>,
-) -> Result<web::Json<MatchView>, AppError> {
-    Ok(web::Json(
-        custody::hand_over(
-            &state,
-            user,
-            id.into_inner(),
-            CodeKind::Delivery,
-            &body.code,
-        )
-        .await?,
-    ))
+) -> Result<HttpResponse, AppError> {
+    hand_over(
+        &state,
+        user,
+        &req,
+        id.into_inner(),
+        body.into_inner(),
+        CodeKind::Delivery,
+    )
+    .await
 }
 
-/// The sender replaces the pickup code (new code, attempts reset).
+/// A code at handover, once per `Idempotency-Key`.
+async fn hand_over(
+    state: &AppState,
+    user: AuthUser,
+    req: &HttpRequest,
+    id: MatchId,
+    body: CodeRequest,
+    kind: CodeKind,
+) -> Result<HttpResponse, AppError> {
+    let fingerprint = fingerprint(req, &body);
+    let key = idempotency_key(req)?;
+    let stored = idempotency::once(
+        state,
+        user.user_id.0,
+        key.as_deref(),
+        &fingerprint,
+        async || {
+            let m = custody::hand_over(state, user, id, kind, &body.code).await?;
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(m).map_err(AppError::internal)?,
+            ))
+        },
+    )
+    .await?;
+    Ok(replay(stored))
+}
+
+/// The sender replaces the pickup code (new code, attempts reset), before pickup.
 #[utoipa::path(post, path = "/api/matches/{id}/codes/pickup", tag = "matching", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Match id")),
     responses(
@@ -353,6 +394,26 @@ pub async fn reissue_pickup_code(
     id: web::Path<MatchId>,
 ) -> Result<web::Json<MatchView>, AppError> {
     Ok(web::Json(
-        custody::reissue_pickup(&state, user, id.into_inner()).await?,
+        custody::reissue(&state, user, id.into_inner(), CodeKind::Pickup).await?,
+    ))
+}
+
+/// The sender replaces the recipient's delivery code (new code, attempts reset, a fresh
+/// validity window), while in transit.
+#[utoipa::path(post, path = "/api/matches/{id}/codes/delivery", tag = "matching", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Match id")),
+    responses(
+        (status = 200, description = "Reissued; read it on GET /api/matches/{id}", body = MatchView),
+        (status = 403, description = "Not the sender", body = Problem),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "Not in transit", body = Problem),
+    ))]
+pub async fn reissue_delivery_code(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<MatchId>,
+) -> Result<web::Json<MatchView>, AppError> {
+    Ok(web::Json(
+        custody::reissue(&state, user, id.into_inner(), CodeKind::Delivery).await?,
     ))
 }

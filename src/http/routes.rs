@@ -52,6 +52,7 @@ route_table! {
     "/api/matches/{id}/pickup" => { POST matches::pickup_match },
     "/api/matches/{id}/deliver" => { POST matches::deliver_match },
     "/api/matches/{id}/codes/pickup" => { POST matches::reissue_pickup_code },
+    "/api/matches/{id}/codes/delivery" => { POST matches::reissue_delivery_code },
     "/api/wallet" => { GET wallet::get_wallet },
     "/api/wallet/transactions" => { GET wallet::list_transactions },
     "/api/wallet/payout-account" => { PUT wallet::put_payout_account },

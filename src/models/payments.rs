@@ -728,3 +728,13 @@ pub async fn withdrawal_by_group(
     };
     query.first(conn).await.optional()
 }
+
+/// Forgets webhook event ids older than `before` (Stripe retries an event for 3 days).
+pub async fn purge_webhooks(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::delete(webhook_events::table.filter(webhook_events::received_at.lt(before)))
+        .execute(conn)
+        .await
+}

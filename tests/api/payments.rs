@@ -480,6 +480,25 @@ async fn five_wrong_codes_lock_it_and_the_sender_reissues_a_new_one() {
     assert_eq!(res.status(), 200);
     let fresh = app.code(&b, "pickup_code").await;
     assert_eq!(app.hand_over(&b, "pickup", &fresh).await.status(), 200);
+
+    // The delivery code too: locked after five, reissued by the sender, then accepted.
+    let code = app.code(&b, "delivery_code").await;
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    for _ in 0..5 {
+        app.hand_over(&b, "deliver", wrong).await;
+    }
+    assert_eq!(app.hand_over(&b, "deliver", &code).await.status(), 423);
+    let path = format!("/api/matches/{}/codes/delivery", b.id);
+    assert_eq!(
+        app.post_as(&b.traveler, &path, &json!({})).await.status(),
+        403
+    );
+    assert_eq!(
+        app.post_as(&b.sender, &path, &json!({})).await.status(),
+        200
+    );
+    let fresh = app.code(&b, "delivery_code").await;
+    assert_eq!(app.hand_over(&b, "deliver", &fresh).await.status(), 200);
 }
 
 #[tokio::test]
@@ -870,22 +889,30 @@ async fn a_key_whose_first_request_never_answered_is_busy_then_taken_over() {
     // What a request that died after claiming the key leaves behind.
     let fingerprint = format!("POST {path}\n{{\"payment_method\":null}}");
     let mut conn = app.db().await;
-    diesel::sql_query("INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, 'k-dead', $2)")
-        .bind::<diesel::sql_types::Uuid, _>(uuid(&b.sender.id))
-        .bind::<diesel::sql_types::Bytea, _>(Sha256::digest(fingerprint.as_bytes()).to_vec())
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let res = app.post_with_key(&b.sender, &path, "k-dead", &json!({})).await;
+    diesel::sql_query(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, 'k-dead', $2)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(uuid(&b.sender.id))
+    .bind::<diesel::sql_types::Bytea, _>(Sha256::digest(fingerprint.as_bytes()).to_vec())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let res = app
+        .post_with_key(&b.sender, &path, "k-dead", &json!({}))
+        .await;
     assert_eq!(res.status(), 409, "still running, as far as anyone knows");
     assert_eq!(res.headers()["retry-after"], "1");
     diesel::sql_query("UPDATE idempotency_keys SET created_at = now() - interval '2 minutes'")
         .execute(&mut conn)
         .await
         .unwrap();
-    let res = app.post_with_key(&b.sender, &path, "k-dead", &json!({})).await;
+    let res = app
+        .post_with_key(&b.sender, &path, "k-dead", &json!({}))
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "paid");
-    let replay = app.post_with_key(&b.sender, &path, "k-dead", &json!({})).await;
+    let replay = app
+        .post_with_key(&b.sender, &path, "k-dead", &json!({}))
+        .await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 }

@@ -125,7 +125,13 @@ pub async fn get(state: &AppState, auth: AuthUser, id: MatchId) -> Result<MatchV
         .filter(|m| m.sender_id == auth.user_id.0 || m.traveler_id == auth.user_id.0)
         .ok_or_else(AppError::not_found)?;
     let events = rows::events(&mut conn, m.id).await?;
-    let payment = crate::services::payments::payment_of(&mut conn, m.id).await?;
+    let mut payment = crate::services::payments::payment_of(&mut conn, m.id).await?;
+    if m.sender_id != auth.user_id.0 {
+        // The sender's card troubles are the sender's.
+        if let Some(p) = payment.as_mut() {
+            p.failure = None;
+        }
+    }
     let codes = if m.sender_id == auth.user_id.0 {
         crate::services::payments::custody::readable_codes(&mut conn, state, &m).await?
     } else {

@@ -199,34 +199,44 @@ fn locked(kind: CodeKind) -> AppError {
     )
 }
 
-/// `POST /api/matches/{id}/codes/pickup`: the sender replaces the pickup code (a new code,
-/// attempts reset), e.g. after it was locked.
-pub async fn reissue_pickup(
+/// `POST /api/matches/{id}/codes/pickup|delivery`: the sender replaces a code (a new code,
+/// attempts reset, a new validity window), e.g. after it was locked or expired — the pickup
+/// code before pickup, the delivery code while in transit.
+pub async fn reissue(
     state: &AppState,
     auth: AuthUser,
     id: MatchId,
+    kind: CodeKind,
 ) -> Result<MatchView, AppError> {
+    let during = match kind {
+        CodeKind::Pickup => MatchStatus::Paid,
+        CodeKind::Delivery => MatchStatus::InTransit,
+    };
     let now = Utc::now();
     let mut conn = db::conn(&state.db).await?;
     let row = conn
         .transaction(async |conn| {
-            let m = match_rows::find_for_update(conn, id.0)
-                .await?
-                .filter(|m| m.sender_id == auth.user_id.0 || m.traveler_id == auth.user_id.0)
-                .ok_or_else(AppError::not_found)?;
+            let m = lifecycle::lock_match(conn, id.0).await?;
+            if m.sender_id != auth.user_id.0 && m.traveler_id != auth.user_id.0 {
+                return Err(AppError::not_found());
+            }
             if m.sender_id != auth.user_id.0 {
                 return Err(AppError::forbidden(
                     "not_sender",
-                    "Only the sender can reissue the pickup code.",
+                    "Only the sender can reissue a code.",
                 ));
             }
-            if m.status != MatchStatus::Paid.as_str() {
+            if m.status != during.as_str() {
                 return Err(AppError::conflict(
                     "invalid_transition",
-                    "The pickup code can be reissued only before pickup.",
+                    format!(
+                        "The {} code can be reissued only while the match is {}.",
+                        kind.as_str(),
+                        during.as_str()
+                    ),
                 ));
             }
-            issue(conn, state, &m, CodeKind::Pickup, now).await?;
+            issue(conn, state, &m, kind, now).await?;
             Ok::<_, AppError>(m)
         })
         .await?;

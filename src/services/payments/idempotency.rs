@@ -85,7 +85,8 @@ where
             }
             // A first request that never finished (the actions below are idempotent, so
             // running it again is safe): taken over after a while.
-            _ if row.created_at < chrono::Utc::now() - chrono::Duration::seconds(STALE_CLAIM_SECS)
+            _ if row.created_at
+                < chrono::Utc::now() - chrono::Duration::seconds(STALE_CLAIM_SECS)
                 && rows::take_over_key(&mut conn, user, key, row.created_at).await? => {}
             _ => {
                 return Err(AppError::conflict(
@@ -128,8 +129,12 @@ fn status_code(status: StatusCode) -> i16 {
     i16::try_from(status.as_u16()).unwrap_or(500)
 }
 
-/// Forgets keys older than a day.
+/// Forgets idempotency keys older than a day and webhook event ids older than 30 days (Stripe
+/// stops retrying an event after 3).
 pub async fn purge(state: &AppState) -> Result<usize, AppError> {
     let mut conn = db::conn(&state.db).await?;
-    Ok(rows::purge_keys(&mut conn, chrono::Utc::now() - chrono::Duration::hours(24)).await?)
+    let now = chrono::Utc::now();
+    let keys = rows::purge_keys(&mut conn, now - chrono::Duration::hours(24)).await?;
+    let events = rows::purge_webhooks(&mut conn, now - chrono::Duration::days(30)).await?;
+    Ok(keys + events)
 }

@@ -205,8 +205,9 @@ pub async fn withdraw(
     auth: AuthUser,
     amount: Money,
 ) -> Result<WithdrawalView, AppError> {
-    if amount.amount() <= 0 {
-        return Err(FieldError::new("amount", "must be positive").into());
+    // Each withdrawal is a transfer at the provider: at least one major unit (1.00).
+    if amount.amount() < amount.currency().minor_per_major() {
+        return Err(FieldError::new("amount", "must be at least 1.00").into());
     }
     let me = auth.user_id.0;
     let mut conn = db::conn(&state.db).await?;
