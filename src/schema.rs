@@ -45,6 +45,7 @@ diesel::table! {
         user_id -> Uuid,
         key -> Text,
         request_hash -> Bytea,
+        claim -> Uuid,
         status_code -> Nullable<Int2>,
         response -> Nullable<Jsonb>,
         created_at -> Timestamptz,
@@ -302,6 +303,7 @@ diesel::table! {
         failure -> Nullable<Text>,
         match_id -> Nullable<Uuid>,
         source_charge -> Nullable<Text>,
+        request_key -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

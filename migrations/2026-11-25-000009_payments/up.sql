@@ -53,6 +53,9 @@ CREATE TABLE withdrawals (
     -- withdrawal.
     match_id     uuid REFERENCES matches (id),
     source_charge text,
+    -- The Idempotency-Key of the request that made it: a retried request finds this row
+    -- instead of making a second withdrawal.
+    request_key  text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
@@ -60,6 +63,8 @@ SELECT diesel_manage_updated_at('withdrawals');
 CREATE INDEX withdrawals_user_idx ON withdrawals (user_id, id);
 CREATE UNIQUE INDEX withdrawals_one_payout_per_match ON withdrawals (match_id)
     WHERE match_id IS NOT NULL;
+CREATE UNIQUE INDEX withdrawals_one_per_request ON withdrawals (user_id, request_key)
+    WHERE request_key IS NOT NULL;
 
 -- Provider calls decided in a committed transaction (refunds, payouts), made by a worker with
 -- the provider's idempotency key, retried with backoff up to a limit.
@@ -102,6 +107,9 @@ CREATE TABLE idempotency_keys (
     user_id       uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     key           text NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
     request_hash  bytea NOT NULL,
+    -- Who runs the request now: a retry that takes over a dead claim gets a new one, and only
+    -- the current holder may store (or drop) the response.
+    claim         uuid NOT NULL,
     status_code   smallint,
     response      jsonb,
     created_at    timestamptz NOT NULL DEFAULT now(),

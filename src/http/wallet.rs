@@ -137,13 +137,14 @@ pub async fn create_withdrawal(
     let body = body.into_inner();
     let amount = Money::parse(&body, "amount")?;
     let fingerprint = fingerprint(&req, &body);
+    let key = idempotency_key(&req)?;
     let stored = idempotency::once(
         &state,
         user.user_id.0,
-        idempotency_key(&req)?.as_deref(),
+        key.as_deref(),
         &fingerprint,
         async || {
-            let w = wallet::withdraw(&state, user, amount).await?;
+            let w = wallet::withdraw(&state, user, amount, key.as_deref()).await?;
             Ok((
                 StatusCode::CREATED,
                 serde_json::to_value(w).map_err(AppError::internal)?,

@@ -140,6 +140,7 @@ pub struct WithdrawalRow {
     pub updated_at: DateTime<Utc>,
     pub match_id: Option<Uuid>,
     pub source_charge: Option<String>,
+    pub request_key: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -154,6 +155,22 @@ pub struct NewWithdrawal<'a> {
     pub provider: &'a str,
     pub match_id: Option<Uuid>,
     pub source_charge: Option<&'a str>,
+    pub request_key: Option<&'a str>,
+}
+
+/// The withdrawal a request with this Idempotency-Key made, if any.
+pub async fn withdrawal_by_request(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    key: &str,
+) -> QueryResult<Option<WithdrawalRow>> {
+    withdrawals::table
+        .filter(withdrawals::user_id.eq(user))
+        .filter(withdrawals::request_key.eq(key))
+        .select(WithdrawalRow::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 pub async fn insert_withdrawal(
@@ -398,6 +415,7 @@ pub struct IdempotencyRow {
     pub user_id: Uuid,
     pub key: String,
     pub request_hash: Vec<u8>,
+    pub claim: Uuid,
     pub status_code: Option<i16>,
     pub response: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
@@ -409,12 +427,14 @@ pub async fn claim_key(
     user: Uuid,
     key: &str,
     request_hash: &[u8],
+    claim: Uuid,
 ) -> QueryResult<bool> {
     let n = diesel::insert_into(idempotency_keys::table)
         .values((
             idempotency_keys::user_id.eq(user),
             idempotency_keys::key.eq(key),
             idempotency_keys::request_hash.eq(request_hash),
+            idempotency_keys::claim.eq(claim),
         ))
         .on_conflict((idempotency_keys::user_id, idempotency_keys::key))
         .do_nothing()
@@ -442,25 +462,33 @@ pub async fn take_over_key(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     key: &str,
-    claimed_at: DateTime<Utc>,
+    stale: Uuid,
+    claim: Uuid,
 ) -> QueryResult<bool> {
     let n = diesel::update(idempotency_keys::table.find((user, key)))
         .filter(idempotency_keys::status_code.is_null())
-        .filter(idempotency_keys::created_at.eq(claimed_at))
-        .set(idempotency_keys::created_at.eq(diesel::dsl::now))
+        .filter(idempotency_keys::claim.eq(stale))
+        .set((
+            idempotency_keys::created_at.eq(diesel::dsl::now),
+            idempotency_keys::claim.eq(claim),
+        ))
         .execute(conn)
         .await?;
     Ok(n == 1)
 }
 
+/// Stores the response of the claim's request (nothing when the claim was taken over).
 pub async fn store_response(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     key: &str,
+    claim: Uuid,
     status: i16,
     response: &serde_json::Value,
 ) -> QueryResult<usize> {
     diesel::update(idempotency_keys::table.find((user, key)))
+        .filter(idempotency_keys::claim.eq(claim))
+        .filter(idempotency_keys::status_code.is_null())
         .set((
             idempotency_keys::status_code.eq(status),
             idempotency_keys::response.eq(response),
@@ -469,12 +497,16 @@ pub async fn store_response(
         .await
 }
 
+/// Frees the key for a retry (a server error), unless the claim was taken over.
 pub async fn release_key(
     conn: &mut AsyncPgConnection,
     user: Uuid,
     key: &str,
+    claim: Uuid,
 ) -> QueryResult<usize> {
     diesel::delete(idempotency_keys::table.find((user, key)))
+        .filter(idempotency_keys::claim.eq(claim))
+        .filter(idempotency_keys::status_code.is_null())
         .execute(conn)
         .await
 }
@@ -696,8 +728,7 @@ pub async fn reversed_so_far(conn: &mut AsyncPgConnection, withdrawal: Uuid) -> 
         .filter(ledger_transfers::reference_kind.eq("withdrawal"))
         .filter(ledger_transfers::reference_id.eq(withdrawal))
         .filter(
-            ledger_transfers::idempotency_key
-                .like(format!("withdrawal:{withdrawal}:reversed_to:%")),
+            ledger_transfers::idempotency_key.like(format!("withdrawal:{withdrawal}:reversed:%")),
         )
         .select(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
@@ -735,6 +766,32 @@ pub async fn purge_webhooks(
     before: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::delete(webhook_events::table.filter(webhook_events::received_at.lt(before)))
+        .execute(conn)
+        .await
+}
+
+/// Whether the withdrawal's transfer call was parked in doubt (no clear answer).
+pub async fn payout_in_doubt(conn: &mut AsyncPgConnection, withdrawal: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        payment_ops::table
+            .filter(payment_ops::withdrawal_id.eq(withdrawal))
+            .filter(payment_ops::status.eq("failed")),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Keeps the provider's id of a call that went through, before anything else is recorded.
+pub async fn note_ref(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    lease: DateTime<Utc>,
+    reference: &str,
+) -> QueryResult<usize> {
+    diesel::update(payment_ops::table.find(id))
+        .filter(payment_ops::status.eq("pending"))
+        .filter(payment_ops::next_attempt_at.eq(lease))
+        .set(payment_ops::provider_ref.eq(reference))
         .execute(conn)
         .await
 }

@@ -575,6 +575,33 @@ async fn withdrawals_need_a_payout_account_and_funds_and_settle_or_come_back() {
         w["id"],
         "one withdrawal"
     );
+    // A first request that died after moving the money (its answer never stored): the retry
+    // that takes the key over finds the same withdrawal instead of making a second one.
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = app.db().await;
+        diesel::sql_query(
+            "UPDATE idempotency_keys SET status_code = NULL, response = NULL, \
+             created_at = now() - interval '2 minutes' WHERE key = 'w-1'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let retried = app
+        .post_with_key(
+            t,
+            "/api/wallet/withdrawals",
+            "w-1",
+            &json!({"amount": 1000, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(retried.status(), 201);
+    assert_eq!(
+        retried.json::<Value>().await.unwrap()["id"],
+        w["id"],
+        "still one withdrawal"
+    );
 
     // A refused transfer comes back to available.
     assert_eq!(set("acct_rejected").await.unwrap().status(), 200);
@@ -656,7 +683,7 @@ async fn withdrawals_need_a_payout_account_and_funds_and_settle_or_come_back() {
 }
 
 #[tokio::test]
-async fn a_cancellation_racing_a_pickup_lets_exactly_one_win_and_money_ends_whole() {
+async fn a_cancellation_racing_a_pickup_or_delivery_lets_exactly_one_win_and_money_ends_whole() {
     let app = spawn_app().await;
     for _ in 0..6 {
         let b = accepted(&app, 48).await;
@@ -677,8 +704,13 @@ async fn a_cancellation_racing_a_pickup_lets_exactly_one_win_and_money_ends_whol
             wait_refunded(&app, &b, PRICE).await;
             assert_eq!(balance(&app, Account::UserAvailable(traveler)).await, 0);
         } else {
+            // In transit: a cancellation racing the delivery loses (after pickup only a
+            // dispute remains), and the money is released whole.
             let code = app.code(&b, "delivery_code").await;
-            assert_eq!(app.hand_over(&b, "deliver", &code).await.status(), 200);
+            let cancel = app.post_as(&b.sender, &cancel_path, &empty);
+            let deliver = app.hand_over(&b, "deliver", &code);
+            let (c, d) = tokio::join!(cancel, deliver);
+            assert_eq!((c.status().as_u16(), d.status().as_u16()), (409, 200));
             assert_eq!(
                 balance(&app, Account::UserAvailable(traveler)).await,
                 PRICE - FEE
@@ -890,7 +922,7 @@ async fn a_key_whose_first_request_never_answered_is_busy_then_taken_over() {
     let fingerprint = format!("POST {path}\n{{\"payment_method\":null}}");
     let mut conn = app.db().await;
     diesel::sql_query(
-        "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, 'k-dead', $2)",
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, claim) VALUES ($1, 'k-dead', $2, gen_random_uuid())",
     )
     .bind::<diesel::sql_types::Uuid, _>(uuid(&b.sender.id))
     .bind::<diesel::sql_types::Bytea, _>(Sha256::digest(fingerprint.as_bytes()).to_vec())

@@ -437,9 +437,12 @@ pub async fn sweep_expired(state: &AppState) -> Result<usize, AppError> {
                 transition(conn, state, &m, step, now, &mut one).await?;
                 Ok(Some(one))
             })
-            .await?;
-        if let Some(one) = expired {
-            touched.absorb(one);
+            .await;
+        // One match that cannot be expired must not hold up the others.
+        match expired {
+            Ok(Some(one)) => touched.absorb(one),
+            Ok(None) => {}
+            Err(e) => tracing::error!(%match_id, error = %e, "expiry failed"),
         }
     }
     let n = touched.matches.len();

@@ -60,8 +60,9 @@ where
         ));
     }
     let hash = Sha256::digest(fingerprint).to_vec();
+    let claim = Uuid::now_v7();
     let mut conn = db::conn(&state.db).await?;
-    if !rows::claim_key(&mut conn, user, key, &hash).await? {
+    if !rows::claim_key(&mut conn, user, key, &hash, claim).await? {
         let row = rows::find_key(&mut conn, user, key)
             .await?
             .ok_or_else(|| AppError::conflict("idempotency_in_progress", "Retry shortly."))?;
@@ -83,11 +84,13 @@ where
                     replayed: true,
                 })
             }
-            // A first request that never finished (the actions below are idempotent, so
-            // running it again is safe): taken over after a while.
+            // A first request that never answered: taken over after a while. The actions
+            // below are idempotent on their own (a withdrawal is found by its request key, a
+            // pay by its match's intent, a cancellation or handover by the match's state), so
+            // a second run does not act twice; only the current claim may store the answer.
             _ if row.created_at
                 < chrono::Utc::now() - chrono::Duration::seconds(STALE_CLAIM_SECS)
-                && rows::take_over_key(&mut conn, user, key, row.created_at).await? => {}
+                && rows::take_over_key(&mut conn, user, key, row.claim, claim).await? => {}
             _ => {
                 return Err(AppError::conflict(
                     "idempotency_in_progress",
@@ -102,14 +105,15 @@ where
     let mut conn = db::conn(&state.db).await?;
     match &outcome {
         Ok((status, body)) => {
-            rows::store_response(&mut conn, user, key, status_code(*status), body).await?;
+            rows::store_response(&mut conn, user, key, claim, status_code(*status), body).await?;
         }
         Err(e) if keep_error(e.status()) => {
             let body = serde_json::to_value(e.problem()).unwrap_or_default();
-            rows::store_response(&mut conn, user, key, status_code(e.status()), &body).await?;
+            rows::store_response(&mut conn, user, key, claim, status_code(e.status()), &body)
+                .await?;
         }
         Err(_) => {
-            rows::release_key(&mut conn, user, key).await?;
+            rows::release_key(&mut conn, user, key, claim).await?;
         }
     }
     outcome.map(|(status, body)| Stored {

@@ -6,7 +6,8 @@
 //! idempotent `confirm_charge`, so either order reaches the same state once.
 //!
 //! Ledger idempotency keys name the business action: `match:<id>:pay`, `:refund`,
-//! `:cancel_share`, `:release`, `:fee`; `withdrawal:<id>:start`, `:settle`, `:reverse`.
+//! `:cancel_share`, `:release`, `:fee`; `withdrawal:<id>:start`, `:settle`, `:reverse` (refused),
+//! `:reversed:<total>` (reversed at the provider after it settled).
 
 pub mod codes;
 pub mod custody;
@@ -193,7 +194,8 @@ pub async fn pay(
         })
         .await?;
 
-    // Provider calls happen outside any transaction.
+    // Provider calls happen outside any transaction, without holding a connection.
+    drop(conn);
     let intent = match &payment.intent_id {
         Some(existing) => provider.intent(existing).await,
         None => {
@@ -206,14 +208,32 @@ pub async fn pay(
                 })
                 .await;
             if let Ok(created) = &created {
+                let mut conn = db::conn(&state.db).await?;
                 rows::adopt_intent(&mut conn, m.id, &created.intent_id).await?;
             }
             created
         }
     }
     .map_err(provider_error)?;
-    drop(conn);
 
+    if intent.succeeded {
+        // Charged already (confirmed on the client, or our recording of it failed).
+        let (m, p) = confirm_charge(
+            state,
+            &intent.intent_id,
+            intent.charge_id.as_deref(),
+            None,
+            now,
+        )
+        .await?
+        .ok_or_else(|| AppError::internal("the confirmed payment vanished"))?;
+        let match_view = view(m, None);
+        return Ok(PayOutcome {
+            status: match_view.status.clone(),
+            payment: payment_view(&p, None),
+            match_view,
+        });
+    }
     // The test provider succeeds at once, with or without a payment method (API.md).
     let payment_method =
         payment_method.or_else(|| provider.is_test().then(|| "pm_card_visa".to_owned()));

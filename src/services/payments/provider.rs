@@ -25,6 +25,9 @@ pub struct Intent {
     pub intent_id: String,
     /// For the client to confirm it (Stripe.js).
     pub client_secret: Option<String>,
+    /// Already charged (confirmed elsewhere, or a confirmation whose recording failed).
+    pub succeeded: bool,
+    pub charge_id: Option<String>,
 }
 
 /// Where a charge stands.
@@ -145,6 +148,8 @@ impl PaymentProvider for TestProvider {
         Ok(Intent {
             intent_id: intent_id.to_owned(),
             client_secret: Some(format!("{intent_id}_secret_test")),
+            succeeded: false,
+            charge_id: None,
         })
     }
 

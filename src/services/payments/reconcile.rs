@@ -108,7 +108,7 @@ pub async fn run(
     .await?;
     if failed.n > 0 {
         report.mismatches.push(format!(
-            "{} refunds the provider refused (owed to senders)",
+            "{} refunds refused or in doubt at the provider (owed to senders; see payment_ops.last_error)",
             failed.n
         ));
     }
@@ -204,9 +204,13 @@ async fn ours(
          WHERE p.provider = 'stripe' AND p.refunded > 0 AND p.intent_id IS NOT NULL
            AND p.created_at >= $1 AND p.created_at < $2
         UNION ALL
-        SELECT 'transfer', transfer_id, amount, currency FROM withdrawals
-         WHERE provider = 'stripe' AND transfer_id IS NOT NULL
-           AND created_at >= $1 AND created_at < $2
+        SELECT 'transfer', w.transfer_id,
+               w.amount - coalesce((SELECT sum(t.amount) FROM ledger_transfers t
+                                     WHERE t.idempotency_key LIKE 'withdrawal:' || w.id || ':reversed:%'), 0)::bigint,
+               w.currency
+          FROM withdrawals w
+         WHERE w.provider = 'stripe' AND w.transfer_id IS NOT NULL
+           AND w.created_at >= $1 AND w.created_at < $2
         ",
     )
     .bind::<Timestamptz, _>(from)

@@ -166,7 +166,10 @@ pub async fn release(
             m.traveler_id,
             super::money(payout, &m.currency)?,
             &destination,
-            Some((m.id, charge.as_deref())),
+            Purpose::Release {
+                match_id: m.id,
+                charge: charge.as_deref(),
+            },
         )
         .await?;
     }
@@ -254,8 +257,15 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
         return Ok(false);
     };
     drop(conn);
-    let result = call(state, &op).await;
+    // A call that went through but whose recording failed is not made again.
+    let result = match &op.provider_ref {
+        Some(reference) => Ok(reference.clone()),
+        None => call(state, &op).await,
+    };
     let mut conn = db::conn(&state.db).await?;
+    if let Ok(reference) = &result {
+        rows::note_ref(&mut conn, op.id, lease, reference).await?;
+    }
     let max = i32::try_from(state.settings.payments.max_attempts).unwrap_or(i32::MAX);
     let retry_at = Utc::now() + backoff(state.settings.payments.sweep_interval_ms, op.attempts);
     let finished = conn
@@ -393,20 +403,35 @@ async fn after_refused(
     Ok(())
 }
 
+/// Why money leaves a user's balance.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose<'a> {
+    /// Asked for in the wallet (with the request's Idempotency-Key, if any).
+    Withdrawal { request_key: Option<&'a str> },
+    /// A match's release paid out at once, funded by its charge.
+    Release {
+        match_id: Uuid,
+        charge: Option<&'a str>,
+    },
+}
+
 /// Starts a payout of `amount` from the user's available balance to `destination` (inside the
 /// caller's transaction): the ledger moves it to payouts in flight and the transfer is queued.
-/// `release` names the match and charge a release payout is funded by. Returns the withdrawal
-/// and its queued call.
+/// Returns the withdrawal and its queued call.
 pub async fn start_withdrawal(
     state: &AppState,
     conn: &mut AsyncPgConnection,
     user: Uuid,
     amount: crate::domain::money::Money,
     destination: &str,
-    release: Option<(Uuid, Option<&str>)>,
+    purpose: Purpose<'_>,
 ) -> Result<(WithdrawalRow, Uuid), AppError> {
     let id = Uuid::now_v7();
     let currency = amount.currency().code();
+    let (match_id, source_charge, request_key) = match purpose {
+        Purpose::Withdrawal { request_key } => (None, None, request_key),
+        Purpose::Release { match_id, charge } => (Some(match_id), charge, None),
+    };
     let w = rows::insert_withdrawal(
         conn,
         &NewWithdrawal {
@@ -417,8 +442,9 @@ pub async fn start_withdrawal(
             destination,
             status: "pending",
             provider: state.payments.provider.name(),
-            match_id: release.map(|(m, _)| m),
-            source_charge: release.and_then(|(_, charge)| charge),
+            match_id,
+            source_charge,
+            request_key,
         },
     )
     .await?;
@@ -457,18 +483,36 @@ pub async fn start_withdrawal(
 pub async fn reverse_transferred(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    transfer_id: &str,
     total_reversed: i64,
 ) -> Result<bool, AppError> {
-    let w = rows::withdrawal_for_update(conn, id).await?;
-    match w.status.as_str() {
-        "paid" => {}
-        "pending" => {
+    let mut w = rows::withdrawal_for_update(conn, id).await?;
+    if w.transfer_id.as_deref().is_some_and(|t| t != transfer_id) {
+        return Ok(false); // another transfer in the same group: not this withdrawal's
+    }
+    if w.status == "pending" {
+        if !rows::payout_in_doubt(conn, w.id).await? {
             return Err(AppError::conflict(
                 "not_ready",
                 "The transfer's settlement is not recorded yet; retry.",
-            ))
+            ));
         }
-        _ => return Ok(false),
+        // The call was parked in doubt, yet the transfer exists: it went through. Settle it
+        // first, then reverse.
+        post(
+            conn,
+            format!("withdrawal:{}:settle", w.id),
+            Account::PayoutsInFlight,
+            Account::UserPaidOut(w.user_id),
+            w.amount,
+            &w.currency,
+            Reference::Withdrawal(w.id),
+        )
+        .await?;
+        w = rows::set_withdrawal(conn, w.id, "paid", Some(transfer_id), None).await?;
+    }
+    if w.status != "paid" {
+        return Ok(false);
     }
     let total = total_reversed.min(w.amount);
     let already = rows::reversed_so_far(conn, w.id).await?;
@@ -478,7 +522,7 @@ pub async fn reverse_transferred(
     }
     post(
         conn,
-        format!("withdrawal:{}:reversed_to:{total}", w.id),
+        format!("withdrawal:{}:reversed:{total}", w.id),
         Account::UserPaidOut(w.user_id),
         Account::UserAvailable(w.user_id),
         delta,

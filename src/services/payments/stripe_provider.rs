@@ -44,6 +44,18 @@ fn currency(m: Money) -> Currency {
         .unwrap_or_else(|never| match never {})
 }
 
+fn intent_of(pi: stripe_core::PaymentIntent) -> Intent {
+    Intent {
+        intent_id: pi.id.as_str().to_owned(),
+        succeeded: pi.status == PaymentIntentStatus::Succeeded,
+        charge_id: pi
+            .latest_charge
+            .as_ref()
+            .map(|c| c.id().as_str().to_owned()),
+        client_secret: pi.client_secret,
+    }
+}
+
 fn key(k: &str) -> Result<RequestStrategy, ProviderError> {
     IdempotencyKey::new(k)
         .map(RequestStrategy::Idempotent)
@@ -113,10 +125,7 @@ impl StripeProvider {
             .send(&self.client)
             .await
             .map_err(classify)?;
-        Ok(Intent {
-            intent_id: pi.id.as_str().to_owned(),
-            client_secret: pi.client_secret,
-        })
+        Ok(intent_of(pi))
     }
 
     pub async fn intent(&self, intent_id: &str) -> Result<Intent, ProviderError> {
@@ -124,10 +133,7 @@ impl StripeProvider {
             .send(&self.client)
             .await
             .map_err(classify)?;
-        Ok(Intent {
-            intent_id: pi.id.as_str().to_owned(),
-            client_secret: pi.client_secret,
-        })
+        Ok(intent_of(pi))
     }
 
     pub async fn confirm_intent(
@@ -291,13 +297,15 @@ impl StripeProvider {
             .try_collect()
             .await
             .map_err(classify)?;
+        // What each transfer still pays (a reversal takes part or all of it back).
         for t in transfers {
-            if !t.reversed {
-                out.transfers.insert(
-                    t.id.as_str().to_owned(),
-                    (t.amount, t.currency.to_string().to_ascii_uppercase()),
-                );
-            }
+            out.transfers.insert(
+                t.id.as_str().to_owned(),
+                (
+                    t.amount - t.amount_reversed,
+                    t.currency.to_string().to_ascii_uppercase(),
+                ),
+            );
         }
         Ok(out)
     }

@@ -122,10 +122,11 @@ pub async fn transactions(
                     currency: l.currency,
                 },
                 account: l.account.trim_start_matches("user_").to_owned(),
+                // Keys are `<match|withdrawal>:<id>:<kind>[:<detail>]`.
                 kind: l
                     .idempotency_key
-                    .rsplit(':')
-                    .next()
+                    .split(':')
+                    .nth(2)
                     .unwrap_or_default()
                     .to_owned(),
                 reference_kind: l.reference_kind,
@@ -200,10 +201,12 @@ fn withdrawal_view(w: WithdrawalRow) -> WithdrawalView {
 
 /// `POST /api/wallet/withdrawals`: available → payouts in flight and a queued transfer to the
 /// connected account (made at once, settled or reversed on the provider's answer).
+/// `request_key` (the Idempotency-Key) makes a retried request find its first withdrawal.
 pub async fn withdraw(
     state: &AppState,
     auth: AuthUser,
     amount: Money,
+    request_key: Option<&str>,
 ) -> Result<WithdrawalView, AppError> {
     // Each withdrawal is a transfer at the provider: at least one major unit (1.00).
     if amount.amount() < amount.currency().minor_per_major() {
@@ -213,19 +216,35 @@ pub async fn withdraw(
     let mut conn = db::conn(&state.db).await?;
     let (w, op) = conn
         .transaction(async |conn| {
+            if let Some(key) = request_key {
+                if let Some(w) = rows::withdrawal_by_request(conn, me, key).await? {
+                    return Ok((w, None));
+                }
+            }
             let Some(destination) = rows::payout_account(conn, me).await? else {
                 return Err(AppError::conflict(
                     "payout_account_required",
                     "Connect a payout account first (PUT /api/wallet/payout-account).",
                 ));
             };
-            super::settle::start_withdrawal(state, conn, me, amount, &destination, None).await
+            let (w, op) = super::settle::start_withdrawal(
+                state,
+                conn,
+                me,
+                amount,
+                &destination,
+                super::settle::Purpose::Withdrawal { request_key },
+            )
+            .await?;
+            Ok((w, Some(op)))
         })
         .await?;
     drop(conn);
     // Try at once; the worker retries if the provider does not answer.
-    if let Err(e) = super::settle::run_op(state, op).await {
-        tracing::warn!(error = %e, withdrawal = %w.id, "payout attempt failed; the worker retries");
+    if let Some(op) = op {
+        if let Err(e) = super::settle::run_op(state, op).await {
+            tracing::warn!(error = %e, withdrawal = %w.id, "payout attempt failed; the worker retries");
+        }
     }
     let mut conn = db::conn(&state.db).await?;
     let w = rows::find_withdrawal(&mut conn, w.id).await?.unwrap_or(w);

@@ -153,9 +153,10 @@ async fn apply(state: &AppState, object: EventObject) -> Result<bool, AppError> 
                 return Ok(false);
             };
             let total = transfer.amount_reversed;
+            let transfer_id = transfer.id.as_str().to_owned();
             use diesel_async::AsyncConnection;
             conn.transaction(async |conn| {
-                super::settle::reverse_transferred(conn, w.id, total).await
+                super::settle::reverse_transferred(conn, w.id, &transfer_id, total).await
             })
             .await
         }
