@@ -68,6 +68,33 @@ pub async fn lock_match(conn: &mut AsyncPgConnection, id: Uuid) -> Result<MatchR
         .ok_or_else(AppError::not_found)
 }
 
+/// The party a money or custody action belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Sender,
+    Traveler,
+}
+
+/// Locks a match (as `lock_match`) for an action only `party` may take: 404 for anyone outside
+/// the match, 403 (`not_sender` / `not_traveler`, with `why`) for the other party.
+pub async fn lock_as(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    user: Uuid,
+    party: Party,
+    why: &'static str,
+) -> Result<MatchRow, AppError> {
+    let m = lock_match(conn, id).await?;
+    if user != m.sender_id && user != m.traveler_id {
+        return Err(AppError::not_found());
+    }
+    match party {
+        Party::Sender if user != m.sender_id => Err(AppError::forbidden("not_sender", why)),
+        Party::Traveler if user != m.traveler_id => Err(AppError::forbidden("not_traveler", why)),
+        _ => Ok(m),
+    }
+}
+
 fn invalid_transition(from: &str, action: MatchAction) -> AppError {
     AppError::conflict(
         "invalid_transition",

@@ -18,7 +18,7 @@ use crate::models::matches::{self as match_rows, MatchRow};
 use crate::models::payments::{self as rows, Stamp};
 use crate::models::trips;
 use crate::services::auth::AuthUser;
-use crate::services::matching::lifecycle::{self, Step, Touched};
+use crate::services::matching::lifecycle::{self, Party, Step, Touched};
 use crate::services::matching::{view, MatchView};
 use crate::state::AppState;
 
@@ -92,17 +92,9 @@ pub async fn hand_over(
     // inner one is the answer.
     let outcome = conn
         .transaction(async |conn| {
-            let m = lifecycle::lock_match(conn, id.0).await?;
             let me = auth.user_id.0;
-            if me != m.sender_id && me != m.traveler_id {
-                return Err(AppError::not_found());
-            }
-            if me != m.traveler_id {
-                return Ok(Err(AppError::forbidden(
-                    "not_traveler",
-                    "Only the traveler enters a handover code.",
-                )));
-            }
+            let why = "Only the traveler enters a handover code.";
+            let m = lifecycle::lock_as(conn, id.0, me, Party::Traveler, why).await?;
             if m.status != from.as_str() {
                 return Ok(Err(AppError::conflict(
                     "invalid_transition",
@@ -176,7 +168,7 @@ pub async fn hand_over(
                 }
             }
             touched.parcels.push(m.parcel_id);
-            Ok(Ok((updated, touched)))
+            Ok::<_, AppError>(Ok((updated, touched)))
         })
         .await?;
     let (row, touched) = outcome?;
@@ -216,16 +208,8 @@ pub async fn reissue(
     let mut conn = db::conn(&state.db).await?;
     let row = conn
         .transaction(async |conn| {
-            let m = lifecycle::lock_match(conn, id.0).await?;
-            if m.sender_id != auth.user_id.0 && m.traveler_id != auth.user_id.0 {
-                return Err(AppError::not_found());
-            }
-            if m.sender_id != auth.user_id.0 {
-                return Err(AppError::forbidden(
-                    "not_sender",
-                    "Only the sender can reissue a code.",
-                ));
-            }
+            let why = "Only the sender can reissue a code.";
+            let m = lifecycle::lock_as(conn, id.0, auth.user_id.0, Party::Sender, why).await?;
             if m.status != during.as_str() {
                 return Err(AppError::conflict(
                     "invalid_transition",

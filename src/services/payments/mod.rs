@@ -34,7 +34,7 @@ use crate::models::matches::MatchRow;
 use crate::models::payments::{self as rows, PaymentRow, Stamp};
 use crate::services::auth::AuthUser;
 use crate::services::ledger::{self, Account, Posting, Reference};
-use crate::services::matching::lifecycle::{self, Step, Touched};
+use crate::services::matching::lifecycle::{self, Party, Step, Touched};
 use crate::services::matching::{view, MatchView};
 use crate::state::AppState;
 use codes::{CodeKey, CodeKind};
@@ -167,16 +167,8 @@ pub async fn pay(
     let mut conn = db::conn(&state.db).await?;
     let (m, payment) = conn
         .transaction(async |conn| {
-            let m = lifecycle::lock_match(conn, id.0).await?;
-            if m.sender_id != auth.user_id.0 && m.traveler_id != auth.user_id.0 {
-                return Err(AppError::not_found());
-            }
-            if m.sender_id != auth.user_id.0 {
-                return Err(AppError::forbidden(
-                    "not_sender",
-                    "Only the sender pays for a match.",
-                ));
-            }
+            let why = "Only the sender pays for a match.";
+            let m = lifecycle::lock_as(conn, id.0, auth.user_id.0, Party::Sender, why).await?;
             if m.status != MatchStatus::Accepted.as_str() {
                 return Err(AppError::conflict(
                     "invalid_transition",
