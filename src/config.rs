@@ -452,8 +452,6 @@ pub struct StripeSettings {
     pub webhook_secret: Secret,
     /// The API's base URL (a local emulator in tests); empty: Stripe's own.
     pub api_base: String,
-    /// Webhook signatures older than this are refused.
-    pub webhook_tolerance_secs: u64,
     /// Timeout of one call to the API.
     pub timeout_ms: u64,
 }

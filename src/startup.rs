@@ -124,6 +124,11 @@ impl Application {
             crate::services::chat::room_rules(),
         ));
         let payments = Arc::new(crate::services::payments::Payments::new(&settings)?);
+        if payments.provider.is_test() && environment == Environment::Production {
+            tracing::warn!(
+                "no stripe.secret_key: payments run on the built-in test provider (test mode)"
+            );
+        }
         let state = web::Data::new(AppState {
             payments,
             presence,

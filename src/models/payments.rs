@@ -377,14 +377,6 @@ pub async fn retry_op(
         .await
 }
 
-pub async fn ops_of_match(conn: &mut AsyncPgConnection, match_id: Uuid) -> QueryResult<Vec<OpRow>> {
-    payment_ops::table
-        .filter(payment_ops::match_id.eq(match_id))
-        .select(OpRow::as_select())
-        .load(conn)
-        .await
-}
-
 /// Records a webhook event; `false` when it was seen before.
 pub async fn record_webhook(
     conn: &mut AsyncPgConnection,
