@@ -128,6 +128,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        title -> Text,
+        body -> Text,
+        data -> Jsonb,
+        read_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     parcels (id) {
         id -> Uuid,
         sender_id -> Uuid,
@@ -321,6 +334,7 @@ diesel::joinable!(match_events -> matches (match_id));
 diesel::joinable!(match_events -> users (actor_id));
 diesel::joinable!(matches -> parcels (parcel_id));
 diesel::joinable!(matches -> trips (trip_id));
+diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(parcels -> users (sender_id));
 diesel::joinable!(payment_ops -> matches (match_id));
 diesel::joinable!(payment_ops -> withdrawals (withdrawal_id));
@@ -342,6 +356,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     match_codes,
     match_events,
     matches,
+    notifications,
     parcels,
     payment_ops,
     payments,

@@ -36,6 +36,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         wallet::get_wallet, wallet::list_transactions, wallet::put_payout_account, wallet::create_withdrawal,
         payments::stripe_webhook,
         ws::open_socket, notifications::stream_events,
+        notifications::list_notifications, notifications::read_notification, notifications::read_all_notifications,
         chat::list_rooms, chat::list_messages, chat::post_message, chat::mark_read,
     ),
     components(schemas(
@@ -54,6 +55,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         (name = "matching", description = "Suggestions, requests and bookings"),
         (name = "realtime", description = "The WebSocket"),
         (name = "chat", description = "One room per match"),
+        (name = "notifications", description = "In-app notifications"),
         (name = "wallet", description = "Balances, ledger lines, payout account and withdrawals"),
         (name = "payments", description = "Payment provider webhooks"),
     ),

@@ -10,6 +10,8 @@ use tokio::sync::mpsc;
 use super::ws::{authenticate_stream, WsParams};
 use crate::actors::sse::{SseSession, QUEUE};
 use crate::error::{AppError, Problem};
+use crate::services::auth::AuthUser;
+use crate::services::notifications::{self, NotificationPage, NotificationView};
 use crate::services::user_log::EventId;
 use crate::state::AppState;
 
@@ -62,4 +64,70 @@ pub async fn stream_events(
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationListParams {
+    /// Only unread ones.
+    pub unread: Option<bool>,
+    pub cursor: Option<String>,
+    /// Default 20, at most 100.
+    pub limit: Option<i64>,
+}
+
+/// My in-app notifications, newest first, with my unread count.
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications", security(("bearer" = [])),
+    params(NotificationListParams),
+    responses((status = 200, description = "One page", body = NotificationPage)))]
+pub async fn list_notifications(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    params: web::Query<NotificationListParams>,
+) -> Result<web::Json<NotificationPage>, AppError> {
+    let p = params.into_inner();
+    Ok(web::Json(
+        notifications::list(
+            &state,
+            user,
+            p.unread.unwrap_or(false),
+            p.cursor.as_deref(),
+            p.limit,
+        )
+        .await?,
+    ))
+}
+
+/// Marks one of my notifications read.
+#[utoipa::path(post, path = "/api/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Notification id")),
+    responses((status = 200, description = "Read", body = NotificationView),
+              (status = 404, description = "Not mine", body = Problem)))]
+pub async fn read_notification(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<uuid::Uuid>,
+) -> Result<web::Json<NotificationView>, AppError> {
+    Ok(web::Json(
+        notifications::mark_read(&state, user, id.into_inner()).await?,
+    ))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReadAll {
+    /// How many were unread.
+    pub updated: usize,
+}
+
+/// Marks all my notifications read.
+#[utoipa::path(post, path = "/api/notifications/read-all", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, description = "Done", body = ReadAll)))]
+pub async fn read_all_notifications(
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> Result<web::Json<ReadAll>, AppError> {
+    Ok(web::Json(ReadAll {
+        updated: notifications::mark_all_read(&state, user).await?,
+    }))
 }

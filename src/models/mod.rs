@@ -6,6 +6,7 @@ pub mod chat;
 pub mod geo_filter;
 pub mod ledger;
 pub mod matches;
+pub mod notifications;
 pub mod parcels;
 pub mod payments;
 pub mod sessions;

@@ -87,6 +87,11 @@ pub enum Event {
         user_id: Uuid,
         seq: i64,
     },
+    /// An in-app notification was stored for a user (a `notification` frame).
+    Notification {
+        user_id: Uuid,
+        notification: serde_json::Value,
+    },
     /// A user came online (first socket on any node) or went offline (last one closed): for
     /// the people they chat with.
     Presence {
@@ -126,6 +131,17 @@ impl Event {
                     {"trip_id": trip_id, "parcel_id": parcel_id, "score": score}
                 ]}),
             )],
+            Event::Notification {
+                user_id,
+                notification,
+            } => {
+                let mut frame = json!({"type": "notification"});
+                if let (Some(out), Some(fields)) = (frame.as_object_mut(), notification.as_object())
+                {
+                    out.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                vec![(*user_id, frame)]
+            }
             _ => Vec::new(),
         }
     }

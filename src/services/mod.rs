@@ -11,6 +11,7 @@ pub mod health;
 pub mod ledger;
 pub mod locations;
 pub mod matching;
+pub mod notifications;
 pub mod pagination;
 pub mod parcels;
 pub mod payments;

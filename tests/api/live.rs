@@ -283,6 +283,12 @@ async fn the_event_stream_delivers_and_resumes_with_last_event_id_on_any_node() 
     // Missed while disconnected: delivered on reconnecting, to the other node, after the id.
     act(&app, &sender, &match_id, "cancel").await;
     let mut resumed = EventStream::open(&other_node, &sender, first_id.as_deref()).await;
+    // The acceptance's notification came after its match_updated; then the cancellation.
+    let (_, note) = resumed.next().await;
+    assert_eq!(
+        (note["type"].as_str(), note["kind"].as_str()),
+        (Some("notification"), Some("match_accepted"))
+    );
     let (second_id, second) = resumed.next().await;
     assert_eq!(second["status"], "cancelled");
     assert!(second_id.is_some() && second_id != first_id);

@@ -19,6 +19,7 @@ mod locations;
 mod marketplace_access;
 mod matching;
 mod metrics;
+mod notifications;
 mod parcels;
 mod payments;
 mod realtime;

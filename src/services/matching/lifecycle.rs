@@ -17,6 +17,7 @@ use crate::models::{parcels, trips};
 use crate::services::activities;
 use crate::services::auth::AuthUser;
 use crate::services::events::Event;
+use crate::services::notifications;
 use crate::services::payments;
 use crate::services::users;
 use crate::state::AppState;
@@ -30,6 +31,8 @@ pub struct Touched {
     pub matches: Vec<MatchRow>,
     pub trips: Vec<Uuid>,
     pub parcels: Vec<Uuid>,
+    /// Notifications stored in the transaction, pushed live after it.
+    pub notes: Vec<crate::models::notifications::NotificationRow>,
 }
 
 impl Touched {
@@ -37,6 +40,7 @@ impl Touched {
         self.matches.extend(other.matches);
         self.trips.extend(other.trips);
         self.parcels.extend(other.parcels);
+        self.notes.extend(other.notes);
     }
 
     pub async fn publish(self, state: &AppState) {
@@ -52,6 +56,7 @@ impl Touched {
                 .await;
         }
         publish_changes(state, &self.trips, &self.parcels).await;
+        notifications::publish(state, self.notes).await;
     }
 }
 
@@ -203,6 +208,10 @@ async fn record(
     touched: &mut Touched,
 ) -> Result<MatchRow, AppError> {
     let updated = rows::set_status(conn, m.id, to.as_str(), expires_at).await?;
+    let notes = notifications::for_match(m, to, actor);
+    touched
+        .notes
+        .extend(notifications::write(conn, &notes).await?);
     let action = serde_json::to_string(&action).unwrap_or_default();
     rows::append_event(
         conn,
@@ -328,7 +337,9 @@ pub async fn request(
             for user in [row.sender_id, row.traveler_id] {
                 activities::record(conn, user, "match_requested", "match", row.id, serde_json::json!({"requested_by": me})).await?;
             }
-            let touched = Touched { matches: vec![row.clone()], ..Touched::default() };
+            let notes = notifications::for_match(&row, MatchStatus::Requested, Some(me));
+            let notes = notifications::write(conn, &notes).await?;
+            let touched = Touched { matches: vec![row.clone()], notes, ..Touched::default() };
             Ok::<_, AppError>((row, touched))
         })
         .await?;
@@ -420,8 +431,15 @@ pub async fn act(
             )
             .await?;
             if action == MatchAction::Cancel && m.status == MatchStatus::Paid.as_str() {
-                payments::settle::on_cancel(conn, &m, auth.user_id.0, trip.departure_at, now)
-                    .await?;
+                payments::settle::on_cancel(
+                    conn,
+                    &m,
+                    auth.user_id.0,
+                    trip.departure_at,
+                    now,
+                    &mut touched,
+                )
+                .await?;
             }
             Ok::<_, AppError>((row, touched))
         })

@@ -20,6 +20,7 @@ use crate::models::payments::{
 use crate::models::{parcels, trips};
 use crate::services::ledger::{Account, Reference};
 use crate::services::matching::lifecycle::{self, Step, Touched};
+use crate::services::notifications::{self, Note};
 use crate::state::AppState;
 
 /// Most matches (or provider calls) one sweep takes.
@@ -100,6 +101,7 @@ pub async fn on_cancel(
     by: Uuid,
     departure_at: DateTime<Utc>,
     now: DateTime<Utc>,
+    touched: &mut Touched,
 ) -> Result<(), AppError> {
     let p = rows::payment_of_match(conn, m.id)
         .await?
@@ -107,6 +109,16 @@ pub async fn on_cancel(
         .ok_or_else(|| AppError::internal("a paid match without a settled payment"))?;
     let (back, share, strike) = cancellation_split(m.price, by == m.traveler_id, departure_at, now);
     refund(conn, m, &p, back).await?;
+    if back > 0 {
+        let note = Note {
+            user: m.sender_id,
+            kind: "refund_issued",
+            data: serde_json::json!({"match_id": m.id, "amount": {"amount": back, "currency": m.currency}}),
+        };
+        touched
+            .notes
+            .extend(notifications::write(conn, &[note]).await?);
+    }
     post(
         conn,
         format!("match:{}:cancel_share", m.id),
@@ -275,6 +287,7 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
                     if rows::finish_op(conn, op.id, lease, "done", Some(reference), None).await? == 1 {
                         after_done(conn, &op, reference).await?;
                         state.metrics.payments.op(&op.kind, "done");
+                        return withdrawal_note(conn, &op, "withdrawal_paid").await;
                     }
                 }
                 Err(ProviderError::Transient(e)) if op.attempts + 1 < max => {
@@ -284,8 +297,10 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
                 Err(ProviderError::Rejected(e)) => {
                     if rows::finish_op(conn, op.id, lease, "failed", None, Some(e)).await? == 1 {
                         after_refused(conn, &op, e).await?;
+                        let stored = withdrawal_note(conn, &op, "withdrawal_failed").await?;
                         state.metrics.payments.op(&op.kind, "failed");
                         tracing::error!(op = %op.id, kind = %op.kind, error = %e, "the provider refused a call");
+                        return Ok(stored);
                     }
                 }
                 Err(ProviderError::Transient(e)) => {
@@ -296,9 +311,12 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
                     }
                 }
             }
-            Ok::<_, AppError>(())
+            Ok::<_, AppError>(Vec::new())
         })
         .await;
+    if let Ok(stored) = &finished {
+        notifications::publish(state, stored.clone()).await;
+    }
     if let Err(e) = finished {
         // Count the attempt anyway, so a failing follow-up cannot retry forever unseen.
         tracing::warn!(op = %op.id, error = %e, "recording a provider call failed");
@@ -306,6 +324,28 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
         rows::retry_op(&mut conn, op.id, lease, retry_at, &e.to_string()).await?;
     }
     Ok(true)
+}
+
+/// The user's notification about their withdrawal's outcome (none for refunds: the sender
+/// heard at cancellation).
+async fn withdrawal_note(
+    conn: &mut AsyncPgConnection,
+    op: &OpRow,
+    kind: &'static str,
+) -> Result<Vec<crate::models::notifications::NotificationRow>, AppError> {
+    let Some(id) = op.withdrawal_id else {
+        return Ok(Vec::new());
+    };
+    let w = rows::withdrawal_for_update(conn, id).await?;
+    let note = Note {
+        user: w.user_id,
+        kind,
+        data: serde_json::json!({
+            "withdrawal_id": w.id,
+            "amount": {"amount": w.amount, "currency": w.currency},
+        }),
+    };
+    notifications::write(conn, &[note]).await
 }
 
 /// Exponential backoff from the sweep interval, capped at an hour, with jitter (50–100 %).

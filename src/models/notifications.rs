@@ -1,0 +1,103 @@
+//! The `notifications` table: in-app notifications per user.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::notifications;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
+pub struct NotificationRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub data: serde_json::Value,
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NewNotification<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub data: &'a serde_json::Value,
+}
+
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new: &[NewNotification<'_>],
+) -> QueryResult<Vec<NotificationRow>> {
+    diesel::insert_into(notifications::table)
+        .values(new)
+        .returning(NotificationRow::as_returning())
+        .get_results(conn)
+        .await
+}
+
+/// Newest first, `limit + 1` rows.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    unread_only: bool,
+    before: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<NotificationRow>> {
+    let mut q = notifications::table
+        .filter(notifications::user_id.eq(user))
+        .select(NotificationRow::as_select())
+        .into_boxed();
+    if unread_only {
+        q = q.filter(notifications::read_at.is_null());
+    }
+    if let Some(b) = before {
+        q = q.filter(notifications::id.lt(b));
+    }
+    q.order(notifications::id.desc())
+        .limit(limit + 1)
+        .load(conn)
+        .await
+}
+
+pub async fn unread_count(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<i64> {
+    notifications::table
+        .filter(notifications::user_id.eq(user))
+        .filter(notifications::read_at.is_null())
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Marks one of the user's notifications read (kept as first read); `None` when it is not
+/// theirs.
+pub async fn mark_read(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<NotificationRow>> {
+    diesel::update(notifications::table.find(id))
+        .filter(notifications::user_id.eq(user))
+        .set(notifications::read_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("coalesce(read_at, now())")))
+        .returning(NotificationRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn mark_all_read(conn: &mut AsyncPgConnection, user: Uuid) -> QueryResult<usize> {
+    diesel::update(notifications::table)
+        .filter(notifications::user_id.eq(user))
+        .filter(notifications::read_at.is_null())
+        .set(notifications::read_at.eq(Some(Utc::now())))
+        .execute(conn)
+        .await
+}

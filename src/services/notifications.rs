@@ -1,0 +1,239 @@
+//! In-app notifications (issue 8, first part). A business event writes its notifications in
+//! its own transaction (`write`), so a committed event always has them and a rolled-back one
+//! never does; after the commit they are pushed live (`Event::Notification` → the user's
+//! sockets as a `notification` frame and their event stream). Texts carry no personal data:
+//! the ids in `data` let the client open the subject.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db;
+use crate::domain::matching::MatchStatus;
+use crate::error::AppError;
+use crate::models::matches::MatchRow;
+use crate::models::notifications::{self as rows, NewNotification, NotificationRow};
+use crate::services::auth::AuthUser;
+use crate::services::pagination::{clamp_limit, split_page, Position};
+use crate::state::AppState;
+
+/// One notification to write.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub user: Uuid,
+    pub kind: &'static str,
+    pub data: serde_json::Value,
+}
+
+/// The in-app text of each kind (English; the email and SMS templates come with delivery).
+fn text(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "match_requested" => (
+            "New request",
+            "Someone asked to match a parcel with your listing.",
+        ),
+        "match_accepted" => (
+            "Request accepted",
+            "Your request was accepted. The sender has 60 minutes to pay.",
+        ),
+        "match_declined" => ("Request declined", "Your request was declined."),
+        "match_cancelled" => (
+            "Booking cancelled",
+            "A booking you are part of was cancelled.",
+        ),
+        "match_expired" => (
+            "Request expired",
+            "A request lapsed without an answer or payment.",
+        ),
+        "match_paid" => (
+            "Booking paid",
+            "The booking is paid; the money is held until delivery.",
+        ),
+        "parcel_picked_up" => (
+            "Parcel picked up",
+            "The traveler has the parcel and is on the way.",
+        ),
+        "parcel_delivered" => ("Parcel delivered", "The parcel was delivered."),
+        "funds_released" => (
+            "Funds released",
+            "Your earnings from a delivery are in your wallet.",
+        ),
+        "match_disputed" => (
+            "Dispute opened",
+            "A dispute was opened; the money is frozen until it is resolved.",
+        ),
+        "refund_issued" => (
+            "Refund issued",
+            "A refund for a cancelled booking is on its way.",
+        ),
+        "withdrawal_paid" => (
+            "Withdrawal sent",
+            "Your withdrawal was sent to your payout account.",
+        ),
+        "withdrawal_failed" => (
+            "Withdrawal returned",
+            "A withdrawal could not be paid out; the money is back in your wallet.",
+        ),
+        _ => ("Update", "Something changed in your account."),
+    }
+}
+
+/// Who hears about a match moving to `to` (`actor` acted; `None`: the system).
+pub fn for_match(m: &MatchRow, to: MatchStatus, actor: Option<Uuid>) -> Vec<Note> {
+    let data = serde_json::json!({"match_id": m.id, "status": to.as_str()});
+    let requester = m.requested_by;
+    let counterpart = if requester == m.sender_id {
+        m.traveler_id
+    } else {
+        m.sender_id
+    };
+    let others = |of: Option<Uuid>| -> Vec<Uuid> {
+        [m.sender_id, m.traveler_id]
+            .into_iter()
+            .filter(|u| Some(*u) != of)
+            .collect()
+    };
+    let (kind, users): (&'static str, Vec<Uuid>) = match to {
+        MatchStatus::Requested => ("match_requested", vec![counterpart]),
+        MatchStatus::Accepted => ("match_accepted", vec![requester]),
+        MatchStatus::Declined => ("match_declined", vec![requester]),
+        MatchStatus::Cancelled => ("match_cancelled", others(actor)),
+        MatchStatus::Expired => ("match_expired", others(None)),
+        MatchStatus::Paid => ("match_paid", others(None)),
+        MatchStatus::InTransit => ("parcel_picked_up", vec![m.sender_id]),
+        MatchStatus::Delivered => ("parcel_delivered", others(actor)),
+        MatchStatus::Completed => ("funds_released", vec![m.traveler_id]),
+        MatchStatus::Disputed => ("match_disputed", others(actor)),
+    };
+    users
+        .into_iter()
+        .map(|user| Note {
+            user,
+            kind,
+            data: data.clone(),
+        })
+        .collect()
+}
+
+/// Writes notifications inside the caller's transaction; publish the rows after commit.
+pub async fn write(
+    conn: &mut AsyncPgConnection,
+    notes: &[Note],
+) -> Result<Vec<NotificationRow>, AppError> {
+    if notes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let new: Vec<NewNotification<'_>> = notes
+        .iter()
+        .map(|n| {
+            let (title, body) = text(n.kind);
+            NewNotification {
+                id: Uuid::now_v7(),
+                user_id: n.user,
+                kind: n.kind,
+                title,
+                body,
+                data: &n.data,
+            }
+        })
+        .collect();
+    Ok(rows::insert(conn, &new).await?)
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotificationView {
+    pub id: Uuid,
+    /// `match_requested`, `match_accepted`, `match_paid`, `parcel_picked_up`,
+    /// `funds_released`, `refund_issued`, `withdrawal_paid`, …
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// Ids of the subject (`match_id`, `withdrawal_id`, …).
+    pub data: serde_json::Value,
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<NotificationRow> for NotificationView {
+    fn from(r: NotificationRow) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            title: r.title,
+            body: r.body,
+            data: r.data,
+            read_at: r.read_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationPage {
+    pub items: Vec<NotificationView>,
+    pub next_cursor: Option<String>,
+    /// All my unread notifications (not only this page's).
+    pub unread_count: i64,
+}
+
+const SCOPE: &str = "notifications";
+
+pub async fn list(
+    state: &AppState,
+    auth: AuthUser,
+    unread_only: bool,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<NotificationPage, AppError> {
+    let limit = clamp_limit(limit);
+    let before = cursor
+        .map(|c| state.cursors.decode(SCOPE, c))
+        .transpose()?
+        .map(|p| p.id);
+    let mut conn = db::conn(&state.db).await?;
+    let found = rows::list(&mut conn, auth.user_id.0, unread_only, before, limit).await?;
+    let unread_count = rows::unread_count(&mut conn, auth.user_id.0).await?;
+    let (found, next) = split_page(found, limit, |n| Position {
+        time_us: None,
+        id: n.id,
+    });
+    Ok(NotificationPage {
+        items: found.into_iter().map(NotificationView::from).collect(),
+        next_cursor: next.map(|p| state.cursors.encode(SCOPE, &p)),
+        unread_count,
+    })
+}
+
+pub async fn mark_read(
+    state: &AppState,
+    auth: AuthUser,
+    id: Uuid,
+) -> Result<NotificationView, AppError> {
+    let mut conn = db::conn(&state.db).await?;
+    rows::mark_read(&mut conn, auth.user_id.0, id)
+        .await?
+        .map(NotificationView::from)
+        .ok_or_else(AppError::not_found)
+}
+
+pub async fn mark_all_read(state: &AppState, auth: AuthUser) -> Result<usize, AppError> {
+    let mut conn = db::conn(&state.db).await?;
+    Ok(rows::mark_all_read(&mut conn, auth.user_id.0).await?)
+}
+
+/// Pushes stored notifications live (after their transaction committed).
+pub async fn publish(state: &AppState, stored: Vec<NotificationRow>) {
+    for row in stored {
+        let user_id = row.user_id;
+        let notification = serde_json::to_value(NotificationView::from(row)).unwrap_or_default();
+        state
+            .events
+            .publish(crate::services::events::Event::Notification {
+                user_id,
+                notification,
+            })
+            .await;
+    }
+}
