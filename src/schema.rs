@@ -128,6 +128,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_preferences (user_id, kind, channel) {
+        user_id -> Uuid,
+        kind -> Text,
+        channel -> Text,
+        enabled -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     notifications (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -334,6 +344,7 @@ diesel::joinable!(match_events -> matches (match_id));
 diesel::joinable!(match_events -> users (actor_id));
 diesel::joinable!(matches -> parcels (parcel_id));
 diesel::joinable!(matches -> trips (trip_id));
+diesel::joinable!(notification_preferences -> users (user_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(parcels -> users (sender_id));
 diesel::joinable!(payment_ops -> matches (match_id));
@@ -356,6 +367,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     match_codes,
     match_events,
     matches,
+    notification_preferences,
     notifications,
     parcels,
     payment_ops,

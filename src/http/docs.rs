@@ -37,6 +37,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         payments::stripe_webhook,
         ws::open_socket, notifications::stream_events,
         notifications::list_notifications, notifications::read_notification, notifications::read_all_notifications,
+        notifications::get_preferences, notifications::put_preferences,
         chat::list_rooms, chat::list_messages, chat::post_message, chat::mark_read,
     ),
     components(schemas(

@@ -131,3 +131,34 @@ pub async fn read_all_notifications(
         updated: notifications::mark_all_read(&state, user).await?,
     }))
 }
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesRequest {
+    pub preferences: Vec<notifications::PreferenceChange>,
+}
+
+/// My notification preferences per kind and channel (defaults where I chose nothing).
+#[utoipa::path(get, path = "/api/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, description = "Every kind with its channels", body = notifications::Preferences)))]
+pub async fn get_preferences(
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> Result<web::Json<notifications::Preferences>, AppError> {
+    Ok(web::Json(notifications::preferences(&state, user).await?))
+}
+
+/// Changes some of my preferences (all or none); security messages stay on in-app and email.
+#[utoipa::path(put, path = "/api/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+    request_body = PreferencesRequest,
+    responses((status = 200, description = "All preferences after the change", body = notifications::Preferences),
+              (status = 422, description = "Unknown kind or channel, or a mandatory one switched off", body = Problem)))]
+pub async fn put_preferences(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<PreferencesRequest>,
+) -> Result<web::Json<notifications::Preferences>, AppError> {
+    Ok(web::Json(
+        notifications::set_preferences(&state, user, &body.preferences).await?,
+    ))
+}

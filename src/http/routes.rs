@@ -62,6 +62,7 @@ route_table! {
     "/api/notifications/stream" => { GET notifications::stream_events },
     "/api/notifications" => { GET notifications::list_notifications },
     "/api/notifications/read-all" => { POST notifications::read_all_notifications },
+    "/api/notifications/preferences" => { GET notifications::get_preferences, PUT notifications::put_preferences },
     "/api/notifications/{id}/read" => { POST notifications::read_notification },
     "/api/chat/rooms" => { GET chat::list_rooms },
     "/api/chat/rooms/{id}/messages" => { GET chat::list_messages, POST chat::post_message },

@@ -101,3 +101,46 @@ pub async fn mark_all_read(conn: &mut AsyncPgConnection, user: Uuid) -> QueryRes
         .execute(conn)
         .await
 }
+
+/// The user's stored choices: (kind, channel, enabled).
+pub async fn preferences(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+) -> QueryResult<Vec<(String, String, bool)>> {
+    use crate::schema::notification_preferences as p;
+    p::table
+        .filter(p::user_id.eq(user))
+        .select((p::kind, p::channel, p::enabled))
+        .load(conn)
+        .await
+}
+
+/// Stores choices (insert or replace), all at once.
+pub async fn set_preferences(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    choices: &[(&str, &str, bool)],
+) -> QueryResult<usize> {
+    use crate::schema::notification_preferences as p;
+    let rows: Vec<_> = choices
+        .iter()
+        .map(|(kind, channel, enabled)| {
+            (
+                p::user_id.eq(user),
+                p::kind.eq(*kind),
+                p::channel.eq(*channel),
+                p::enabled.eq(*enabled),
+            )
+        })
+        .collect();
+    diesel::insert_into(p::table)
+        .values(rows)
+        .on_conflict((p::user_id, p::kind, p::channel))
+        .do_update()
+        .set((
+            p::enabled.eq(diesel::upsert::excluded(p::enabled)),
+            p::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}

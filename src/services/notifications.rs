@@ -237,3 +237,131 @@ pub async fn publish(state: &AppState, stored: Vec<NotificationRow>) {
             .await;
     }
 }
+
+/// Channels a notification can go out on.
+pub const CHANNELS: [&str; 4] = ["in_app", "email", "sms", "push"];
+
+/// Every kind a user can be notified of, with its default channels. Security messages are
+/// mandatory on in-app and email (they cannot be switched off there).
+pub const KINDS: [(&str, &[&str]); 15] = [
+    ("match_requested", &["in_app", "email"]),
+    ("match_accepted", &["in_app", "email"]),
+    ("match_declined", &["in_app"]),
+    ("match_cancelled", &["in_app", "email"]),
+    ("match_expired", &["in_app"]),
+    ("match_paid", &["in_app", "email"]),
+    ("parcel_picked_up", &["in_app", "email", "sms"]),
+    ("parcel_delivered", &["in_app", "email", "sms"]),
+    ("funds_released", &["in_app", "email"]),
+    ("match_disputed", &["in_app", "email"]),
+    ("refund_issued", &["in_app", "email"]),
+    ("withdrawal_paid", &["in_app", "email"]),
+    ("withdrawal_failed", &["in_app", "email"]),
+    ("new_login", &["in_app", "email"]),
+    ("password_changed", &["in_app", "email"]),
+];
+
+const SECURITY: [&str; 2] = ["new_login", "password_changed"];
+
+fn mandatory(kind: &str, channel: &str) -> bool {
+    SECURITY.contains(&kind) && matches!(channel, "in_app" | "email")
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreferenceView {
+    pub kind: String,
+    /// Channel → on/off (`in_app`, `email`, `sms`, `push`).
+    pub channels: std::collections::BTreeMap<String, bool>,
+    /// Security messages: in-app and email cannot be switched off.
+    pub mandatory: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preferences {
+    pub preferences: Vec<PreferenceView>,
+}
+
+pub async fn preferences(state: &AppState, auth: AuthUser) -> Result<Preferences, AppError> {
+    let mut conn = db::conn(&state.db).await?;
+    let stored = rows::preferences(&mut conn, auth.user_id.0).await?;
+    Ok(Preferences {
+        preferences: KINDS
+            .iter()
+            .map(|(kind, defaults)| PreferenceView {
+                kind: (*kind).to_owned(),
+                channels: CHANNELS
+                    .iter()
+                    .map(|channel| {
+                        let chosen = stored
+                            .iter()
+                            .find(|(k, c, _)| k == kind && c == channel)
+                            .map(|(_, _, on)| *on);
+                        let on = mandatory(kind, channel)
+                            || chosen.unwrap_or_else(|| defaults.contains(channel));
+                        ((*channel).to_owned(), on)
+                    })
+                    .collect(),
+                mandatory: SECURITY.contains(kind),
+            })
+            .collect(),
+    })
+}
+
+/// One change: a kind and the channels to set.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceChange {
+    pub kind: String,
+    pub channels: std::collections::BTreeMap<String, bool>,
+}
+
+/// Applies the changes (all or none): unknown kinds or channels, and switching a security
+/// message off in-app or by email, are 422.
+pub async fn set_preferences(
+    state: &AppState,
+    auth: AuthUser,
+    changes: &[PreferenceChange],
+) -> Result<Preferences, AppError> {
+    let mut errors = Vec::new();
+    let mut choices: Vec<(&str, &str, bool)> = Vec::new();
+    if changes.len() > KINDS.len() {
+        errors.push(crate::domain::FieldError::new(
+            "preferences",
+            "too many entries",
+        ));
+    }
+    for (i, change) in changes.iter().take(KINDS.len()).enumerate() {
+        let Some((kind, _)) = KINDS.iter().find(|(k, _)| *k == change.kind) else {
+            errors.push(crate::domain::FieldError::new(
+                format!("preferences[{i}].kind"),
+                "is not a notification kind",
+            ));
+            continue;
+        };
+        for (channel, on) in &change.channels {
+            let Some(channel) = CHANNELS.iter().find(|c| *c == channel) else {
+                errors.push(crate::domain::FieldError::new(
+                    format!("preferences[{i}].channels.{channel}"),
+                    "is not a channel (in_app, email, sms, push)",
+                ));
+                continue;
+            };
+            if !on && mandatory(kind, channel) {
+                errors.push(crate::domain::FieldError::new(
+                    format!("preferences[{i}].channels.{channel}"),
+                    "security messages cannot be switched off here",
+                ));
+                continue;
+            }
+            choices.push((kind, channel, *on));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::validation(errors));
+    }
+    if !choices.is_empty() {
+        let mut conn = db::conn(&state.db).await?;
+        rows::set_preferences(&mut conn, auth.user_id.0, &choices).await?;
+    }
+    preferences(state, auth).await
+}

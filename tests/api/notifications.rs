@@ -118,3 +118,66 @@ async fn a_cancelled_paid_booking_tells_the_other_party_and_the_refund_to_the_se
         "the one who cancelled is not told"
     );
 }
+
+fn channel(prefs: &Value, kind: &str, channel: &str) -> bool {
+    prefs["preferences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))["channels"][channel]
+        .as_bool()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn preferences_have_defaults_change_all_or_nothing_and_keep_security_messages_on() {
+    let app = spawn_app().await;
+    let user = app.register_user().await;
+    let prefs = app.json_of(&user, "/api/notifications/preferences").await;
+    assert!(channel(&prefs, "match_paid", "email"));
+    assert!(!channel(&prefs, "match_paid", "sms"));
+    assert!(channel(&prefs, "new_login", "email"));
+    let put = |body: Value| {
+        app.client
+            .put(app.url("/api/notifications/preferences"))
+            .bearer_auth(&user.access_token)
+            .json(&body)
+            .send()
+    };
+    let res = put(json!({"preferences": [
+        {"kind": "match_paid", "channels": {"email": false, "sms": true}}
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let prefs: Value = res.json().await.unwrap();
+    assert!(!channel(&prefs, "match_paid", "email"));
+    assert!(channel(&prefs, "match_paid", "sms"));
+
+    // A security message cannot be switched off; nothing in that request changes.
+    let res = put(json!({"preferences": [
+        {"kind": "match_paid", "channels": {"email": true}},
+        {"kind": "new_login", "channels": {"email": false}}
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 422);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(
+        problem["errors"][0]["field"],
+        "preferences[1].channels.email"
+    );
+    for bad in [
+        json!({"preferences": [{"kind": "lottery_won", "channels": {"email": true}}]}),
+        json!({"preferences": [{"kind": "match_paid", "channels": {"pigeon": true}}]}),
+    ] {
+        assert_eq!(put(bad).await.unwrap().status(), 422);
+    }
+    let prefs = app.json_of(&user, "/api/notifications/preferences").await;
+    assert!(
+        !channel(&prefs, "match_paid", "email"),
+        "unchanged by the refused requests"
+    );
+    assert!(channel(&prefs, "new_login", "email"));
+}
