@@ -23,6 +23,25 @@ pub fn query_config() -> web::QueryConfig {
         .error_handler(|err, _req: &HttpRequest| error::Error::from(AppError::from(err)))
 }
 
+/// A JSON body that may be empty (then the type's default).
+pub fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            AppError::bad_request(
+                "invalid_body",
+                format!("The JSON body does not have the expected shape: {e}"),
+            )
+        } else {
+            AppError::bad_request("malformed_json", format!("The body is not valid JSON: {e}"))
+        }
+    })
+}
+
 /// A path segment that does not parse (say, a malformed id) names nothing that exists: 404.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default()

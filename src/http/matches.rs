@@ -5,7 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::wallet::{fingerprint, idempotency_key, parse_optional_body, replay};
+use super::extract::parse_optional_body;
+use super::idempotent;
 use crate::domain::ids::{MatchId, ParcelId, TripId};
 use crate::domain::matching::MatchAction;
 use crate::domain::FieldError;
@@ -14,7 +15,7 @@ use crate::services::auth::AuthUser;
 use crate::services::matching::suggest::{self, Explanation, SuggestionList};
 use crate::services::matching::{self, MatchPage, MatchView};
 use crate::services::payments::codes::CodeKind;
-use crate::services::payments::{self, custody, idempotency, PayOutcome};
+use crate::services::payments::{self, custody, PayOutcome};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -210,23 +211,12 @@ pub async fn cancel_match(
     id: web::Path<MatchId>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
-    let fingerprint = fingerprint(&req, &serde_json::Value::Null);
-    let stored = idempotency::once(
-        &state,
-        user.user_id.0,
-        idempotency_key(&req)?.as_deref(),
-        &fingerprint,
-        async || {
-            let m = matching::act(&state, user, id, MatchAction::Cancel).await?;
-            state.payments.kick.notify_one();
-            Ok((
-                StatusCode::OK,
-                serde_json::to_value(m).map_err(AppError::internal)?,
-            ))
-        },
-    )
-    .await?;
-    Ok(replay(stored))
+    idempotent::respond(&state, user, &req, &(), StatusCode::OK, async |_| {
+        let m = matching::act(&state, user, id, MatchAction::Cancel).await?;
+        state.payments.kick.notify_one();
+        Ok(m)
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -268,22 +258,10 @@ pub async fn pay_match(
 ) -> Result<HttpResponse, AppError> {
     let body: PayRequest = parse_optional_body(&body)?;
     let id = id.into_inner();
-    let fingerprint = fingerprint(&req, &body);
-    let stored = idempotency::once(
-        &state,
-        user.user_id.0,
-        idempotency_key(&req)?.as_deref(),
-        &fingerprint,
-        async || {
-            let out = payments::pay(&state, user, id, body.payment_method.clone()).await?;
-            Ok((
-                StatusCode::OK,
-                serde_json::to_value(out).map_err(AppError::internal)?,
-            ))
-        },
-    )
-    .await?;
-    Ok(replay(stored))
+    idempotent::respond(&state, user, &req, &body, StatusCode::OK, async |_| {
+        payments::pay(&state, user, id, body.payment_method.clone()).await
+    })
+    .await
 }
 
 /// The traveler enters the sender's pickup code at handover: `paid` → `in_transit`. Honours
@@ -360,23 +338,10 @@ async fn hand_over(
     body: CodeRequest,
     kind: CodeKind,
 ) -> Result<HttpResponse, AppError> {
-    let fingerprint = fingerprint(req, &body);
-    let key = idempotency_key(req)?;
-    let stored = idempotency::once(
-        state,
-        user.user_id.0,
-        key.as_deref(),
-        &fingerprint,
-        async || {
-            let m = custody::hand_over(state, user, id, kind, &body.code).await?;
-            Ok((
-                StatusCode::OK,
-                serde_json::to_value(m).map_err(AppError::internal)?,
-            ))
-        },
-    )
-    .await?;
-    Ok(replay(stored))
+    idempotent::respond(state, user, req, &body, StatusCode::OK, async |_| {
+        custody::hand_over(state, user, id, kind, &body.code).await
+    })
+    .await
 }
 
 /// The sender replaces the pickup code (new code, attempts reset), before pickup.

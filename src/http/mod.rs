@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod docs;
 pub mod extract;
 pub mod health;
+pub mod idempotent;
 pub mod listing;
 pub mod locations;
 pub mod matches;

@@ -1,68 +1,17 @@
-//! `/api/wallet`: balances, ledger lines, the payout account and withdrawals; and the helpers
-//! every money-moving endpoint shares for `Idempotency-Key`.
+//! `/api/wallet`: balances, ledger lines, the payout account and withdrawals.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+
+use super::idempotent;
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::money::{Money, MoneyDto};
 use crate::error::{AppError, Problem};
 use crate::services::auth::AuthUser;
-use crate::services::payments::idempotency::{self, Stored};
 use crate::services::payments::wallet::{self, LinePage, WalletView, WithdrawalView};
 use crate::state::AppState;
-
-/// The `Idempotency-Key` header, if sent.
-pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, AppError> {
-    match req.headers().get("Idempotency-Key") {
-        None => Ok(None),
-        Some(v) => v.to_str().map(|s| Some(s.to_owned())).map_err(|_| {
-            AppError::bad_request(
-                "invalid_idempotency_key",
-                "Idempotency-Key must be visible ASCII.",
-            )
-        }),
-    }
-}
-
-/// What identifies a request under an idempotency key: method, path and the parsed body.
-pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> Vec<u8> {
-    let mut out = format!("{} {}\n", req.method(), req.path()).into_bytes();
-    out.extend(serde_json::to_vec(body).unwrap_or_default());
-    out
-}
-
-/// A JSON body that may be empty (then the type's default).
-pub fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(
-    body: &[u8],
-) -> Result<T, AppError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            AppError::bad_request(
-                "invalid_body",
-                format!("The JSON body does not have the expected shape: {e}"),
-            )
-        } else {
-            AppError::bad_request("malformed_json", format!("The body is not valid JSON: {e}"))
-        }
-    })
-}
-
-/// The response for a first run or a replay (marked `Idempotent-Replayed: true`).
-pub fn replay(stored: Stored) -> HttpResponse {
-    let mut res = HttpResponse::build(stored.status);
-    if stored.replayed {
-        res.insert_header(("Idempotent-Replayed", "true"));
-    }
-    if stored.status.is_client_error() || stored.status.is_server_error() {
-        res.content_type("application/problem+json");
-    }
-    res.json(stored.body)
-}
 
 /// My balances per currency.
 #[utoipa::path(get, path = "/api/wallet", tag = "wallet", security(("bearer" = [])),
@@ -136,21 +85,13 @@ pub async fn create_withdrawal(
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let amount = Money::parse(&body, "amount")?;
-    let fingerprint = fingerprint(&req, &body);
-    let key = idempotency_key(&req)?;
-    let stored = idempotency::once(
+    idempotent::respond(
         &state,
-        user.user_id.0,
-        key.as_deref(),
-        &fingerprint,
-        async || {
-            let w = wallet::withdraw(&state, user, amount, key.as_deref()).await?;
-            Ok((
-                StatusCode::CREATED,
-                serde_json::to_value(w).map_err(AppError::internal)?,
-            ))
-        },
+        user,
+        &req,
+        &body,
+        StatusCode::CREATED,
+        async |key| wallet::withdraw(&state, user, amount, key.as_deref()).await,
     )
-    .await?;
-    Ok(replay(stored))
+    .await
 }

@@ -9,6 +9,7 @@ pub mod matches;
 pub mod notifications;
 pub mod parcels;
 pub mod payments;
+pub mod reconcile;
 pub mod sessions;
 pub mod trips;
 pub mod users;

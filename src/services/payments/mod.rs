@@ -208,77 +208,54 @@ pub async fn pay(
     }
     .map_err(provider_error)?;
 
-    if intent.succeeded {
-        // Charged already (confirmed on the client, or our recording of it failed).
-        let (m, p) = confirm_charge(
-            state,
-            &intent.intent_id,
-            intent.charge_id.as_deref(),
-            None,
-            now,
-        )
-        .await?
-        .ok_or_else(|| AppError::internal("the confirmed payment vanished"))?;
-        let match_view = view(m, None);
-        return Ok(PayOutcome {
-            status: match_view.status.clone(),
-            payment: payment_view(&p, None),
-            match_view,
-        });
-    }
-    // The test provider succeeds at once, with or without a payment method (API.md).
-    let payment_method =
-        payment_method.or_else(|| provider.is_test().then(|| "pm_card_visa".to_owned()));
-    let Some(method) = payment_method else {
-        let p = current_payment(state, m.id).await?;
-        let match_view = view(m, None);
-        return Ok(PayOutcome {
-            status: match_view.status.clone(),
-            payment: payment_view(&p, intent.client_secret),
-            match_view,
-        });
+    // Charged already (confirmed on the client, or our recording of it failed), or confirmed
+    // now with a payment method (the test provider succeeds at once, with or without one).
+    let charged = if intent.succeeded {
+        Some(intent.charge_id.clone())
+    } else {
+        let method =
+            payment_method.or_else(|| provider.is_test().then(|| "pm_card_visa".to_owned()));
+        match method {
+            None => None,
+            Some(method) => {
+                let key = format!("match:{}:confirm:{method}", m.id);
+                let charge = provider
+                    .confirm_intent(&intent.intent_id, &method, &key)
+                    .await
+                    .map_err(provider_error)?;
+                match charge.status {
+                    ChargeStatus::Succeeded => Some(charge.charge_id),
+                    // 3-D Secure and the like: the client finishes with the client secret.
+                    ChargeStatus::Pending => None,
+                    ChargeStatus::Failed => {
+                        let reason = charge.failure.unwrap_or_else(|| "declined".to_owned());
+                        fail_charge(state, &intent.intent_id, &reason).await?;
+                        return Err(provider_error(ProviderError::Rejected(reason)));
+                    }
+                }
+            }
+        }
     };
-    let charge = provider
-        .confirm_intent(
-            &intent.intent_id,
-            &method,
-            &format!("match:{}:confirm:{method}", m.id),
-        )
-        .await
-        .map_err(provider_error)?;
-    match charge.status {
-        ChargeStatus::Succeeded => {
-            let (m, p) = confirm_charge(
-                state,
-                &intent.intent_id,
-                charge.charge_id.as_deref(),
-                None,
-                now,
-            )
-            .await?
-            .ok_or_else(|| AppError::internal("the confirmed payment vanished"))?;
-            let match_view = view(m, None);
-            Ok(PayOutcome {
-                status: match_view.status.clone(),
-                payment: payment_view(&p, None),
-                match_view,
-            })
+    match charged {
+        Some(charge_id) => {
+            let (m, p) = confirm_charge(state, &intent.intent_id, charge_id.as_deref(), None, now)
+                .await?
+                .ok_or_else(|| AppError::internal("the confirmed payment vanished"))?;
+            Ok(outcome(m, &p, None))
         }
-        // 3-D Secure and the like: the client finishes with the client secret.
-        ChargeStatus::Pending => {
+        None => {
             let p = current_payment(state, m.id).await?;
-            let match_view = view(m, None);
-            Ok(PayOutcome {
-                status: match_view.status.clone(),
-                payment: payment_view(&p, intent.client_secret),
-                match_view,
-            })
+            Ok(outcome(m, &p, intent.client_secret))
         }
-        ChargeStatus::Failed => {
-            let reason = charge.failure.unwrap_or_else(|| "declined".to_owned());
-            fail_charge(state, &intent.intent_id, &reason).await?;
-            Err(provider_error(ProviderError::Rejected(reason)))
-        }
+    }
+}
+
+fn outcome(m: MatchRow, p: &PaymentRow, client_secret: Option<String>) -> PayOutcome {
+    let match_view = view(m, None);
+    PayOutcome {
+        status: match_view.status.clone(),
+        payment: payment_view(p, client_secret),
+        match_view,
     }
 }
 

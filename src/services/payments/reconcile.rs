@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 
 use super::provider::{PaymentProvider, Provider};
 use crate::error::AppError;
+use crate::models::reconcile as rows;
 use crate::services::ledger;
 
 #[derive(Debug, Default)]
@@ -25,42 +25,6 @@ impl Report {
     pub fn ok(&self) -> bool {
         self.mismatches.is_empty()
     }
-}
-
-#[derive(Debug, diesel::QueryableByName)]
-struct Pair {
-    #[diesel(sql_type = Text)]
-    what: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    recorded: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    ledger: Option<i64>,
-}
-
-/// The payment tables against the ledger postings, per figure.
-const INTERNAL: &str = r"
-    SELECT 'charges ' || p.currency AS what, sum(p.amount)::bigint AS recorded,
-           (SELECT sum(amount)::bigint FROM ledger_transfers t
-             WHERE t.idempotency_key LIKE 'match:%:pay' AND t.currency = p.currency) AS ledger
-      FROM payments p WHERE p.status = 'succeeded' GROUP BY p.currency
-    UNION ALL
-    SELECT 'refunds made ' || o.currency, sum(o.amount)::bigint,
-           (SELECT sum(amount)::bigint FROM ledger_transfers t
-             WHERE t.idempotency_key LIKE 'match:%:refund' AND t.currency = o.currency)
-      FROM payment_ops o WHERE o.kind = 'refund' GROUP BY o.currency
-    UNION ALL
-    SELECT 'payouts settled ' || w.currency, sum(w.amount)::bigint,
-           (SELECT sum(amount)::bigint FROM ledger_transfers t
-             WHERE t.idempotency_key LIKE 'withdrawal:%:settle' AND t.currency = w.currency)
-      FROM withdrawals w WHERE w.status IN ('paid', 'failed') AND w.transfer_id IS NOT NULL
-       AND EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.idempotency_key = 'withdrawal:' || w.id || ':settle')
-     GROUP BY w.currency
-";
-
-#[derive(Debug, diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 pub async fn run(
@@ -90,8 +54,7 @@ pub async fn run(
             inv.mixed_currency_transfers
         ));
     }
-    let pairs: Vec<Pair> = diesel::sql_query(INTERNAL).load(conn).await?;
-    for p in pairs {
+    for p in rows::records_vs_ledger(conn).await? {
         if p.recorded.unwrap_or(0) != p.ledger.unwrap_or(0) {
             report.mismatches.push(format!(
                 "{}: payment records {} vs ledger {}",
@@ -101,27 +64,18 @@ pub async fn run(
             ));
         }
     }
-    let failed: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM payment_ops WHERE status = 'failed' AND kind = 'refund'",
-    )
-    .get_result(conn)
-    .await?;
-    if failed.n > 0 {
+    let failed = rows::failed_refunds(conn).await?;
+    if failed > 0 {
         report.mismatches.push(format!(
             "{} refunds refused or in doubt at the provider (owed to senders; see payment_ops.last_error)",
-            failed.n
+            failed
         ));
     }
-    let in_doubt: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM payment_ops o JOIN withdrawals w ON w.id = o.withdrawal_id
-          WHERE o.kind = 'transfer' AND o.status = 'failed' AND w.status = 'pending'",
-    )
-    .get_result(conn)
-    .await?;
-    if in_doubt.n > 0 {
+    let in_doubt = rows::payouts_in_doubt(conn).await?;
+    if in_doubt > 0 {
         report.mismatches.push(format!(
             "{} payouts in doubt (the provider never answered clearly; check its transfers)",
-            in_doubt.n
+            in_doubt
         ));
     }
     if provider.is_test() {
@@ -176,47 +130,13 @@ fn compare(report: &mut Report, what: &str, provider: &Amounts, ours: &Amounts) 
     }
 }
 
-#[derive(Debug, diesel::QueryableByName)]
-struct Row {
-    #[diesel(sql_type = Text)]
-    kind: String,
-    #[diesel(sql_type = Text)]
-    id: String,
-    #[diesel(sql_type = BigInt)]
-    amount: i64,
-    #[diesel(sql_type = Text)]
-    currency: String,
-}
-
 /// Our side for objects created in the range.
 async fn ours(
     conn: &mut AsyncPgConnection,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Activity, AppError> {
-    let rows: Vec<Row> = diesel::sql_query(
-        r"
-        SELECT 'charge' AS kind, intent_id AS id, amount, currency FROM payments
-         WHERE provider = 'stripe' AND status = 'succeeded' AND intent_id IS NOT NULL
-           AND created_at >= $1 AND created_at < $2
-        UNION ALL
-        SELECT 'refund', p.intent_id, p.refunded, p.currency FROM payments p
-         WHERE p.provider = 'stripe' AND p.refunded > 0 AND p.intent_id IS NOT NULL
-           AND p.created_at >= $1 AND p.created_at < $2
-        UNION ALL
-        SELECT 'transfer', w.transfer_id,
-               w.amount - coalesce((SELECT sum(t.amount) FROM ledger_transfers t
-                                     WHERE t.idempotency_key LIKE 'withdrawal:' || w.id || ':reversed:%'), 0)::bigint,
-               w.currency
-          FROM withdrawals w
-         WHERE w.provider = 'stripe' AND w.transfer_id IS NOT NULL
-           AND w.created_at >= $1 AND w.created_at < $2
-        ",
-    )
-    .bind::<Timestamptz, _>(from)
-    .bind::<Timestamptz, _>(to)
-    .load(conn)
-    .await?;
+    let rows = rows::ours(conn, from, to).await?;
     let mut out = Activity::default();
     for r in rows {
         let into = match r.kind.as_str() {

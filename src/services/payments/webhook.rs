@@ -14,10 +14,9 @@ use crate::models::payments as rows;
 use crate::state::AppState;
 
 /// Event types this service acts on; any other is acknowledged and ignored.
-const HANDLED: [&str; 4] = [
+const HANDLED: [&str; 3] = [
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
-    "charge.refunded",
     "transfer.reversed",
 ];
 
@@ -161,7 +160,6 @@ async fn apply(state: &AppState, object: EventObject) -> Result<bool, AppError> 
             .await
         }
         // Refunds are recorded when the provider answers the refund call.
-        EventObject::ChargeRefunded(_) => Ok(false),
         _ => Ok(false),
     }
 }
