@@ -116,12 +116,30 @@ impl TestApp {
     /// Pays, picks up and delivers.
     pub async fn deliver(&self, b: &Booking) -> Value {
         self.pay(b).await;
+        self.pick_up_and_deliver(b).await
+    }
+
+    /// A paid booking through both handovers with the codes the sender reads.
+    pub async fn pick_up_and_deliver(&self, b: &Booking) -> Value {
         let code = self.code(b, "pickup_code").await;
         assert_eq!(self.hand_over(b, "pickup", &code).await.status(), 200);
         let code = self.code(b, "delivery_code").await;
         let res = self.hand_over(b, "deliver", &code).await;
         assert_eq!(res.status(), 200);
         res.json().await.unwrap()
+    }
+
+    /// `PUT /api/wallet/payout-account`; the status.
+    pub async fn set_payout_account(&self, user: &TestUser, account: &str) -> u16 {
+        self.client
+            .put(self.url("/api/wallet/payout-account"))
+            .bearer_auth(&user.access_token)
+            .json(&json!({"account_id": account}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 }
 
@@ -520,23 +538,8 @@ async fn withdrawals_need_a_payout_account_and_funds_and_settle_or_come_back() {
         res.json::<Value>().await.unwrap()["code"],
         "payout_account_required"
     );
-    let bad = app
-        .client
-        .put(app.url("/api/wallet/payout-account"))
-        .bearer_auth(&t.access_token)
-        .json(&json!({"account_id": "not-an-account"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 422);
-    let set = |acct: &'static str| {
-        app.client
-            .put(app.url("/api/wallet/payout-account"))
-            .bearer_auth(&t.access_token)
-            .json(&json!({"account_id": acct}))
-            .send()
-    };
-    assert_eq!(set("acct_1Traveler").await.unwrap().status(), 200);
+    assert_eq!(app.set_payout_account(t, "not-an-account").await, 422);
+    assert_eq!(app.set_payout_account(t, "acct_1Traveler").await, 200);
 
     let res = app
         .post_as(
@@ -604,7 +607,7 @@ async fn withdrawals_need_a_payout_account_and_funds_and_settle_or_come_back() {
     );
 
     // A refused transfer comes back to available.
-    assert_eq!(set("acct_rejected").await.unwrap().status(), 200);
+    assert_eq!(app.set_payout_account(t, "acct_rejected").await, 200);
     let res = app
         .post_as(
             t,
@@ -617,7 +620,7 @@ async fn withdrawals_need_a_payout_account_and_funds_and_settle_or_come_back() {
 
     // An unreachable provider is retried, then parked: the transfer may have gone through, so
     // the money stays in flight and reconciliation reports it (it is not handed back twice).
-    assert_eq!(set("acct_unreachable").await.unwrap().status(), 200);
+    assert_eq!(app.set_payout_account(t, "acct_unreachable").await, 200);
     let res = app
         .post_as(
             t,
@@ -802,14 +805,12 @@ async fn after_2000_seeded_random_operations_the_ledger_balances_and_every_match
             }
             6 => {
                 let t = &b.traveler;
-                let _ = app
-                    .client
-                    .put(app.url("/api/wallet/payout-account"))
-                    .bearer_auth(&t.access_token)
-                    .json(&json!({"account_id": if rng.below(4) == 0 { "acct_rejected" } else { "acct_ok" }}))
-                    .send()
-                    .await
-                    .unwrap();
+                let account = if rng.below(4) == 0 {
+                    "acct_rejected"
+                } else {
+                    "acct_ok"
+                };
+                app.set_payout_account(t, account).await;
                 let amount = 1 + rng.below(2000);
                 let _ = app
                     .post_with_key(
@@ -873,15 +874,10 @@ async fn after_2000_seeded_random_operations_the_ledger_balances_and_every_match
 async fn a_traveler_with_a_connected_account_is_paid_out_at_release() {
     let app = spawn_app().await;
     let b = accepted(&app, 48).await;
-    let res = app
-        .client
-        .put(app.url("/api/wallet/payout-account"))
-        .bearer_auth(&b.traveler.access_token)
-        .json(&json!({"account_id": "acct_1Connected"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.set_payout_account(&b.traveler, "acct_1Connected").await,
+        200
+    );
     assert_eq!(app.deliver(&b).await["status"], "completed");
     let mut wallet = Value::Null;
     for _ in 0..50 {

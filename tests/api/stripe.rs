@@ -135,23 +135,16 @@ async fn a_stripe_payment_refund_and_payout_go_through_the_emulator_and_reconcil
     assert_eq!(ledger_transfers(&app).await, 1);
 
     // Delivered and released, then paid out to a connected account at the emulator.
-    let code = app.code(&b, "pickup_code").await;
-    assert_eq!(app.hand_over(&b, "pickup", &code).await.status(), 200);
-    let code = app.code(&b, "delivery_code").await;
-    assert_eq!(app.hand_over(&b, "deliver", &code).await.status(), 200);
+    app.pick_up_and_deliver(&b).await;
     let acct = app
         .stripe(Method::POST, "/v1/accounts", &[("type", "express")])
         .await;
     let acct = acct["id"].as_str().unwrap().to_owned();
-    let put = |id: String| {
-        app.client
-            .put(app.url("/api/wallet/payout-account"))
-            .bearer_auth(&b.traveler.access_token)
-            .json(&json!({"account_id": id}))
-            .send()
-    };
-    assert_eq!(put("acct_unknown1".into()).await.unwrap().status(), 422);
-    assert_eq!(put(acct.clone()).await.unwrap().status(), 200);
+    assert_eq!(
+        app.set_payout_account(&b.traveler, "acct_unknown1").await,
+        422
+    );
+    assert_eq!(app.set_payout_account(&b.traveler, &acct).await, 200);
     let res = app
         .post_as(
             &b.traveler,
@@ -309,19 +302,8 @@ async fn a_client_confirmed_payment_completes_by_webhook_and_a_declined_card_can
         .as_str()
         .unwrap()
         .to_owned();
-    let res = app
-        .client
-        .put(app.url("/api/wallet/payout-account"))
-        .bearer_auth(&d.traveler.access_token)
-        .json(&json!({"account_id": acct}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let code = app.code(&d, "pickup_code").await;
-    assert_eq!(app.hand_over(&d, "pickup", &code).await.status(), 200);
-    let code = app.code(&d, "delivery_code").await;
-    assert_eq!(app.hand_over(&d, "deliver", &code).await.status(), 200);
+    assert_eq!(app.set_payout_account(&d.traveler, &acct).await, 200);
+    app.pick_up_and_deliver(&d).await;
     let sql = format!(
         "SELECT transfer_id AS v FROM withdrawals WHERE match_id = '{}' AND status = 'paid'",
         d.id
@@ -504,25 +486,14 @@ async fn signed_webhook_fixtures_apply_once_in_any_order_and_bad_signatures_chan
     );
 
     // A transfer reversed after it settled puts the payout back, once.
-    let code = app.code(&b, "pickup_code").await;
-    assert_eq!(app.hand_over(&b, "pickup", &code).await.status(), 200);
-    let code = app.code(&b, "delivery_code").await;
-    assert_eq!(app.hand_over(&b, "deliver", &code).await.status(), 200);
+    app.pick_up_and_deliver(&b).await;
     let acct = app
         .stripe(Method::POST, "/v1/accounts", &[("type", "express")])
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let res = app
-        .client
-        .put(app.url("/api/wallet/payout-account"))
-        .bearer_auth(&b.traveler.access_token)
-        .json(&json!({"account_id": acct}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(app.set_payout_account(&b.traveler, &acct).await, 200);
     let w: Value = app
         .post_as(
             &b.traveler,
