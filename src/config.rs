@@ -87,6 +87,76 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub rate_limit: RateLimitSettings,
     pub realtime: RealtimeSettings,
+    pub notifications: NotificationSettings,
+    pub email: EmailSettings,
+    pub sms: SmsSettings,
+    pub push: PushSettings,
+}
+
+/// The delivery outbox of email, SMS and push notifications.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationSettings {
+    /// Base of the links in messages (tracking links); empty: this node's own address.
+    pub public_url: String,
+    /// Template set of messages (`templates/<locale>/…`).
+    pub locale: String,
+    /// How often each channel's worker looks for due messages (it is also woken on commit).
+    pub poll_interval_ms: u64,
+    /// Messages one worker claims at once, and sends concurrently.
+    pub batch_size: u32,
+    /// A claimed message is someone else's to retry after this long (a send never takes
+    /// longer: the channels' own timeouts are shorter).
+    pub lease_secs: u64,
+    /// Attempts before a message is marked failed.
+    pub max_attempts: u32,
+    /// Retry delays: `backoff_base_ms · 2^(attempt-1)`, at most `backoff_max_ms`, with jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// At most this many messages to one address per channel per hour; further ones are
+    /// suppressed (a bug cannot spam anyone).
+    pub max_per_recipient_per_hour: u32,
+    /// Sent, failed and suppressed messages are deleted after this many days.
+    pub retention_days: u32,
+}
+
+/// SMTP (`lettre`). Without `smtp_host` no email is sent (in-app notifications still are).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailSettings {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub smtp_tls: String,
+    pub smtp_username: String,
+    pub smtp_password: Secret,
+    /// The `From` address (`Name <address>` or an address).
+    pub from: String,
+    /// Timeout of one SMTP conversation.
+    pub timeout_ms: u64,
+}
+
+impl EmailSettings {
+    pub fn enabled(&self) -> bool {
+        !self.smtp_host.is_empty()
+    }
+}
+
+/// SMS through a Twilio-shaped Messages API (`POST {api_base}/2010-04-01/Accounts/{sid}/
+/// Messages.json`). The defaults reach the local stand-in (`scripts/notify_sinks.py`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsSettings {
+    pub enabled: bool,
+    pub api_base: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub from: String,
+    pub timeout_ms: u64,
+}
+
+/// Push: a channel with the same interface, unconfigured by default (no provider yet).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PushSettings {
+    /// Empty: push is off and nothing is queued for it.
+    pub api_base: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -456,6 +526,36 @@ pub struct StripeSettings {
     pub timeout_ms: u64,
 }
 
+impl NotificationSettings {
+    fn validate(&self, email: &EmailSettings) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError(m.to_owned()));
+        if self.poll_interval_ms == 0 || self.batch_size == 0 || self.max_attempts == 0 {
+            return fail("`notifications.poll_interval_ms`, `batch_size` and `max_attempts` must be at least 1");
+        }
+        if self.backoff_base_ms == 0 || self.backoff_max_ms < self.backoff_base_ms {
+            return fail(
+                "`notifications.backoff_base_ms` must be at least 1 and at most `backoff_max_ms`",
+            );
+        }
+        if self.locale != "en" {
+            return fail("`notifications.locale` must be `en` (the only template set so far)");
+        }
+        if self.lease_secs < 10 {
+            return fail("`notifications.lease_secs` must be at least 10");
+        }
+        if email.timeout_ms >= self.lease_secs * 1000 {
+            return fail("`email.timeout_ms` must be shorter than `notifications.lease_secs`");
+        }
+        if email.enabled() && !matches!(email.smtp_tls.as_str(), "none" | "starttls" | "tls") {
+            return fail("`email.smtp_tls` must be none, starttls or tls");
+        }
+        if email.enabled() && email.from.is_empty() {
+            return fail("`email.from` is required with `email.smtp_host`");
+        }
+        Ok(())
+    }
+}
+
 impl StripeSettings {
     pub fn enabled(&self) -> bool {
         !self.secret_key.is_empty()
@@ -625,6 +725,7 @@ impl Settings {
                     .to_owned(),
             ));
         }
+        settings.notifications.validate(&settings.email)?;
         settings.cors.origins()?;
         settings.server.trusted_proxies()?;
         Ok(settings)

@@ -124,6 +124,28 @@ diesel::table! {
         picked_up_at -> Nullable<Timestamptz>,
         delivered_at -> Nullable<Timestamptz>,
         release_at -> Nullable<Timestamptz>,
+        tracking_token -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notification_deliveries (id) {
+        id -> Int8,
+        notification_id -> Nullable<Uuid>,
+        user_id -> Nullable<Uuid>,
+        kind -> Text,
+        channel -> Text,
+        address -> Text,
+        locale -> Text,
+        data -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease -> Nullable<Uuid>,
+        provider_id -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -344,6 +366,8 @@ diesel::joinable!(match_events -> matches (match_id));
 diesel::joinable!(match_events -> users (actor_id));
 diesel::joinable!(matches -> parcels (parcel_id));
 diesel::joinable!(matches -> trips (trip_id));
+diesel::joinable!(notification_deliveries -> notifications (notification_id));
+diesel::joinable!(notification_deliveries -> users (user_id));
 diesel::joinable!(notification_preferences -> users (user_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(parcels -> users (sender_id));
@@ -367,6 +391,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     match_codes,
     match_events,
     matches,
+    notification_deliveries,
     notification_preferences,
     notifications,
     parcels,

@@ -36,6 +36,8 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Auth(String),
+    #[error("notifications: {0}")]
+    Notifications(String),
     #[error("cannot listen on {addr}: {cause}")]
     Bind { addr: String, cause: std::io::Error },
 }
@@ -129,8 +131,27 @@ impl Application {
                 "no stripe.secret_key: payments run on the built-in test provider (test mode)"
             );
         }
+        let (host, port) = settings.listen_addr();
+        let listener =
+            TcpListener::bind((host.as_str(), port)).map_err(|cause| StartupError::Bind {
+                addr: format!("{host}:{port}"),
+                cause,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|cause| StartupError::Bind {
+                addr: host.clone(),
+                cause,
+            })?
+            .port();
+
+        let delivery = Arc::new(
+            crate::services::delivery::Delivery::new(&settings, port)
+                .map_err(StartupError::Notifications)?,
+        );
         let state = web::Data::new(AppState {
             payments,
+            delivery,
             presence,
             chat_writer,
             settings: settings.clone(),
@@ -156,20 +177,8 @@ impl Application {
         spawn_housekeeping(state.clone());
         spawn_matching(state.clone());
         spawn_payments(state.clone());
-
-        let (host, port) = settings.listen_addr();
-        let listener =
-            TcpListener::bind((host.as_str(), port)).map_err(|cause| StartupError::Bind {
-                addr: format!("{host}:{port}"),
-                cause,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|cause| StartupError::Bind {
-                addr: host.clone(),
-                cause,
-            })?
-            .port();
+        crate::services::delivery::spawn_workers(state.clone())
+            .map_err(StartupError::Notifications)?;
 
         let json_limit = settings.server.json_limit_bytes;
         let stalled = Duration::from_millis(settings.realtime.stalled_write_timeout_ms);
@@ -371,6 +380,11 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
                 Err(e) => tracing::warn!(error = %e, "session purge failed"),
+            }
+            match crate::services::delivery::purge(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(messages = n, "purged old notification deliveries"),
+                Err(e) => tracing::warn!(error = %e, "notification delivery purge failed"),
             }
             if let Err(e) = crate::services::payments::idempotency::purge(&state).await {
                 tracing::warn!(error = %e, "idempotency key purge failed");

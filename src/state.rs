@@ -30,6 +30,8 @@ pub struct AppState {
     pub chat_writer: Arc<crate::services::chat_writer::ChatWriter>,
     /// The payment provider (Stripe or the test provider) and the custody-code key.
     pub payments: Arc<crate::services::payments::Payments>,
+    /// Templates and channels of the notification outbox.
+    pub delivery: Arc<crate::services::delivery::Delivery>,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub limiter: Arc<RateLimiter>,

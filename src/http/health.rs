@@ -40,7 +40,7 @@ pub async fn health(state: web::Data<AppState>) -> web::Json<HealthReport> {
     responses((status = 200, description = "OpenMetrics text exposition", body = String,
         content_type = "application/openmetrics-text")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = health::metrics_text(&state);
+    let text = health::metrics_text(&state).await;
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text)

@@ -401,3 +401,44 @@ pub async fn is_party_of_parcel(
     .get_result(conn)
     .await
 }
+
+/// Gives the match its tracking token unless it has one; returns the token it has.
+pub async fn ensure_tracking_token(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    token: &str,
+) -> QueryResult<String> {
+    diesel::update(matches::table.find(id))
+        .set(
+            matches::tracking_token.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >("coalesce(tracking_token, ")
+            .bind::<diesel::sql_types::Text, _>(token)
+            .sql(")")),
+        )
+        .returning(matches::tracking_token.assume_not_null())
+        .get_result(conn)
+        .await
+}
+
+pub async fn tracking_token(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<String>> {
+    matches::table
+        .find(id)
+        .select(matches::tracking_token)
+        .first(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
+}
+
+pub async fn find_by_tracking_token(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+) -> QueryResult<Option<MatchRow>> {
+    matches::table
+        .filter(matches::tracking_token.eq(token))
+        .select(MatchRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod chat;
+pub mod deliveries;
 pub mod geo_filter;
 pub mod ledger;
 pub mod matches;

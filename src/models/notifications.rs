@@ -20,28 +20,6 @@ pub struct NotificationRow {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = notifications)]
-pub struct NewNotification<'a> {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub kind: &'a str,
-    pub title: &'a str,
-    pub body: &'a str,
-    pub data: &'a serde_json::Value,
-}
-
-pub async fn insert(
-    conn: &mut AsyncPgConnection,
-    new: &[NewNotification<'_>],
-) -> QueryResult<Vec<NotificationRow>> {
-    diesel::insert_into(notifications::table)
-        .values(new)
-        .returning(NotificationRow::as_returning())
-        .get_results(conn)
-        .await
-}
-
 /// Newest first, `limit + 1` rows.
 pub async fn list(
     conn: &mut AsyncPgConnection,

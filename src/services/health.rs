@@ -138,7 +138,15 @@ pub async fn report(state: &AppState) -> HealthReport {
     }
 }
 
-pub fn metrics_text(state: &AppState) -> String {
+/// The Prometheus exposition, with the gauges sampled at scrape time (pools, and the
+/// notification outbox's backlog, bounded by `health.check_timeout_ms`).
+pub async fn metrics_text(state: &AppState) -> String {
+    let within = std::time::Duration::from_millis(state.settings.health.check_timeout_ms);
+    match tokio::time::timeout(within, crate::services::delivery::observe_backlog(state)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "outbox backlog not sampled"),
+        Err(_) => tracing::debug!("outbox backlog not sampled in time"),
+    }
     state
         .metrics
         .observe_pool("postgres", crate::db::pool_sample(&state.db));

@@ -1,8 +1,9 @@
-//! In-app notifications (issue 8, first part). A business event writes its notifications in
-//! its own transaction (`write`), so a committed event always has them and a rolled-back one
-//! never does; after the commit they are pushed live (`Event::Notification` → the user's
-//! sockets as a `notification` frame and their event stream). Texts carry no personal data:
-//! the ids in `data` let the client open the subject.
+//! Notifications (issue 8). A business event writes its notifications in its own transaction
+//! (`write`: the in-app rows and their email/SMS/push deliveries in one statement), so a
+//! committed event always has them and a rolled-back one never does; after the commit they are
+//! pushed live (`Event::Notification` → the user's sockets as a `notification` frame and their
+//! event stream) and the delivery workers (`services::delivery`) are woken. Texts come from
+//! the templates and carry no personal data: the ids in `data` let the client open the subject.
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
@@ -13,9 +14,11 @@ use uuid::Uuid;
 use crate::db;
 use crate::domain::matching::MatchStatus;
 use crate::error::AppError;
+use crate::models::deliveries::{self, NewNotifications, StoredNotification};
 use crate::models::matches::MatchRow;
-use crate::models::notifications::{self as rows, NewNotification, NotificationRow};
+use crate::models::notifications::{self as rows, NotificationRow};
 use crate::services::auth::AuthUser;
+use crate::services::delivery::templates::Context;
 use crate::services::pagination::{clamp_limit, split_page, Position};
 use crate::state::AppState;
 
@@ -25,59 +28,6 @@ pub struct Note {
     pub user: Uuid,
     pub kind: &'static str,
     pub data: serde_json::Value,
-}
-
-/// The in-app text of each kind (English; the email and SMS templates come with delivery).
-fn text(kind: &str) -> (&'static str, &'static str) {
-    match kind {
-        "match_requested" => (
-            "New request",
-            "Someone asked to match a parcel with your listing.",
-        ),
-        "match_accepted" => (
-            "Request accepted",
-            "Your request was accepted. The sender has 60 minutes to pay.",
-        ),
-        "match_declined" => ("Request declined", "Your request was declined."),
-        "match_cancelled" => (
-            "Booking cancelled",
-            "A booking you are part of was cancelled.",
-        ),
-        "match_expired" => (
-            "Request expired",
-            "A request lapsed without an answer or payment.",
-        ),
-        "match_paid" => (
-            "Booking paid",
-            "The booking is paid; the money is held until delivery.",
-        ),
-        "parcel_picked_up" => (
-            "Parcel picked up",
-            "The traveler has the parcel and is on the way.",
-        ),
-        "parcel_delivered" => ("Parcel delivered", "The parcel was delivered."),
-        "funds_released" => (
-            "Funds released",
-            "Your earnings from a delivery are in your wallet.",
-        ),
-        "match_disputed" => (
-            "Dispute opened",
-            "A dispute was opened; the money is frozen until it is resolved.",
-        ),
-        "refund_issued" => (
-            "Refund issued",
-            "A refund for a cancelled booking is on its way.",
-        ),
-        "withdrawal_paid" => (
-            "Withdrawal sent",
-            "Your withdrawal was sent to your payout account.",
-        ),
-        "withdrawal_failed" => (
-            "Withdrawal returned",
-            "A withdrawal could not be paid out; the money is back in your wallet.",
-        ),
-        _ => ("Update", "Something changed in your account."),
-    }
 }
 
 /// Who hears about a match moving to `to` (`actor` acted; `None`: the system).
@@ -117,29 +67,48 @@ pub fn for_match(m: &MatchRow, to: MatchStatus, actor: Option<Uuid>) -> Vec<Note
         .collect()
 }
 
-/// Writes notifications inside the caller's transaction; publish the rows after commit.
+/// Writes notifications inside the caller's transaction, with their email/SMS/push deliveries
+/// (per the users' preferences, on the channels this deployment sends on) — one statement.
+/// Publish the result after commit.
 pub async fn write(
     conn: &mut AsyncPgConnection,
+    state: &AppState,
     notes: &[Note],
-) -> Result<Vec<NotificationRow>, AppError> {
+) -> Result<Vec<StoredNotification>, AppError> {
     if notes.is_empty() {
         return Ok(Vec::new());
     }
-    let new: Vec<NewNotification<'_>> = notes
-        .iter()
-        .map(|n| {
-            let (title, body) = text(n.kind);
-            NewNotification {
-                id: Uuid::now_v7(),
-                user_id: n.user,
-                kind: n.kind,
-                title,
-                body,
-                data: &n.data,
-            }
-        })
-        .collect();
-    Ok(rows::insert(conn, &new).await?)
+    let delivery = &state.delivery;
+    let mut new = NewNotifications {
+        ids: Vec::with_capacity(notes.len()),
+        users: Vec::with_capacity(notes.len()),
+        kinds: Vec::with_capacity(notes.len()),
+        titles: Vec::with_capacity(notes.len()),
+        bodies: Vec::with_capacity(notes.len()),
+        data: Vec::with_capacity(notes.len()),
+        channels: &delivery.channels,
+        mandatory: &delivery.mandatory,
+        defaults: &delivery.defaults,
+        locale: &state.settings.notifications.locale,
+    };
+    for n in notes {
+        let ctx = Context {
+            data: Some(&n.data),
+            payment_window_minutes: state.settings.matching.payment_window_secs / 60,
+            ..Context::default()
+        };
+        let (title, body) = delivery
+            .templates
+            .in_app(n.kind, &ctx)
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        new.ids.push(Uuid::now_v7());
+        new.users.push(n.user);
+        new.kinds.push(n.kind);
+        new.titles.push(title);
+        new.bodies.push(body);
+        new.data.push(n.data.clone());
+    }
+    Ok(deliveries::insert_with_deliveries(conn, &new).await?)
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -223,9 +192,20 @@ pub async fn mark_all_read(state: &AppState, auth: AuthUser) -> Result<usize, Ap
     Ok(rows::mark_all_read(&mut conn, auth.user_id.0).await?)
 }
 
-/// Pushes stored notifications live (after their transaction committed).
-pub async fn publish(state: &AppState, stored: Vec<NotificationRow>) {
-    for row in stored {
+/// After the notifications' transaction committed: wakes the delivery workers and pushes the
+/// notifications live.
+pub async fn publish(state: &AppState, stored: Vec<StoredNotification>) {
+    let mut queued = false;
+    for note in &stored {
+        for channel in &note.channels {
+            state.metrics.notifications.message(channel, "queued");
+            queued = true;
+        }
+    }
+    if queued {
+        state.delivery.kick.notify_waiters();
+    }
+    for StoredNotification { row, .. } in stored {
         let user_id = row.user_id;
         let notification = serde_json::to_value(NotificationView::from(row)).unwrap_or_default();
         state
@@ -243,7 +223,7 @@ pub const CHANNELS: [&str; 4] = ["in_app", "email", "sms", "push"];
 
 /// Every kind a user can be notified of, with its default channels. Security messages are
 /// mandatory on in-app and email (they cannot be switched off there).
-pub const KINDS: [(&str, &[&str]); 15] = [
+pub const KINDS: [(&str, &[&str]); 16] = [
     ("match_requested", &["in_app", "email"]),
     ("match_accepted", &["in_app", "email"]),
     ("match_declined", &["in_app"]),
@@ -259,7 +239,26 @@ pub const KINDS: [(&str, &[&str]); 15] = [
     ("withdrawal_failed", &["in_app", "email"]),
     ("new_login", &["in_app", "email"]),
     ("password_changed", &["in_app", "email"]),
+    ("chat_message", &["in_app", "email"]),
 ];
+
+/// `kind:channel` pairs on by default, for the outbox statement.
+pub fn default_pairs() -> Vec<String> {
+    KINDS
+        .iter()
+        .flat_map(|(kind, channels)| channels.iter().map(move |c| format!("{kind}:{c}")))
+        .collect()
+}
+
+/// `kind:channel` pairs that cannot be switched off.
+pub fn mandatory_pairs() -> Vec<String> {
+    KINDS
+        .iter()
+        .flat_map(|(kind, _)| CHANNELS.iter().map(move |c| (kind, c)))
+        .filter(|(kind, c)| mandatory(kind, c))
+        .map(|(kind, c)| format!("{kind}:{c}"))
+        .collect()
+}
 
 const SECURITY: [&str; 2] = ["new_login", "password_changed"];
 

@@ -106,6 +106,43 @@ impl PaymentSeries {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelOutcomeLabels {
+    pub channel: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: &'static str,
+}
+
+/// Notification delivery: messages by channel and outcome, and the outbox's backlog.
+#[derive(Debug, Default)]
+pub struct NotificationSeries {
+    pub messages: Family<ChannelOutcomeLabels, Counter>,
+    pub pending: Family<ChannelLabels, Gauge>,
+    pub oldest_pending: Family<ChannelLabels, Gauge>,
+}
+
+impl NotificationSeries {
+    /// A message was `queued`, `sent`, `retried`, `failed`, `suppressed` or `obsolete`.
+    pub fn message(&self, channel: &str, outcome: &'static str) {
+        self.messages
+            .get_or_create(&ChannelOutcomeLabels {
+                channel: channel.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn backlog(&self, channel: &'static str, pending: i64, oldest_secs: i64) {
+        let labels = ChannelLabels { channel };
+        self.pending.get_or_create(&labels).set(pending);
+        self.oldest_pending.get_or_create(&labels).set(oldest_secs);
+    }
+}
+
 /// A snapshot of a connection pool, taken at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolSample {
@@ -124,6 +161,7 @@ pub struct Metrics {
     pub actors: ActorSeries,
     pub realtime: RealtimeSeries,
     pub payments: PaymentSeries,
+    pub notifications: NotificationSeries,
 }
 
 impl Default for Metrics {
@@ -142,6 +180,22 @@ impl Metrics {
         let actors = ActorSeries::default();
         let realtime = RealtimeSeries::default();
         let payments = PaymentSeries::default();
+        let notifications = NotificationSeries::default();
+        registry.register(
+            "notification_messages",
+            "Email, SMS and push messages by channel and outcome (queued, sent, retried, failed, suppressed, obsolete)",
+            notifications.messages.clone(),
+        );
+        registry.register(
+            "notification_outbox_pending",
+            "Messages waiting in the notification outbox, by channel",
+            notifications.pending.clone(),
+        );
+        registry.register(
+            "notification_outbox_oldest_pending_seconds",
+            "Age of the oldest message waiting in the notification outbox, by channel",
+            notifications.oldest_pending.clone(),
+        );
         registry.register(
             "payment_provider_calls",
             "Refund and payout calls to the payment provider by outcome (done, retried, failed)",
@@ -216,6 +270,7 @@ impl Metrics {
             actors,
             realtime,
             payments,
+            notifications,
         }
     }
 

@@ -32,7 +32,7 @@ pub struct Touched {
     pub trips: Vec<Uuid>,
     pub parcels: Vec<Uuid>,
     /// Notifications stored in the transaction, pushed live after it.
-    pub notes: Vec<crate::models::notifications::NotificationRow>,
+    pub notes: Vec<crate::models::deliveries::StoredNotification>,
 }
 
 impl Touched {
@@ -153,6 +153,7 @@ pub async fn transition(
         for other in rows::other_requests_of_parcel(conn, m.parcel_id, m.id).await? {
             record(
                 conn,
+                state,
                 &other,
                 MatchStatus::Requested,
                 MatchStatus::Declined,
@@ -174,7 +175,7 @@ pub async fn transition(
         touched.parcels.push(m.parcel_id);
     }
     let updated = record(
-        conn, m, from, to, action, actor, reason, expires_at, touched,
+        conn, state, m, from, to, action, actor, reason, expires_at, touched,
     )
     .await?;
     let kind = format!("match_{}", to.as_str());
@@ -198,6 +199,7 @@ pub async fn transition(
 )]
 async fn record(
     conn: &mut AsyncPgConnection,
+    state: &AppState,
     m: &MatchRow,
     from: MatchStatus,
     to: MatchStatus,
@@ -211,7 +213,7 @@ async fn record(
     let notes = notifications::for_match(m, to, actor);
     touched
         .notes
-        .extend(notifications::write(conn, &notes).await?);
+        .extend(notifications::write(conn, state, &notes).await?);
     let action = serde_json::to_string(&action).unwrap_or_default();
     rows::append_event(
         conn,
@@ -338,7 +340,7 @@ pub async fn request(
                 activities::record(conn, user, "match_requested", "match", row.id, serde_json::json!({"requested_by": me})).await?;
             }
             let notes = notifications::for_match(&row, MatchStatus::Requested, Some(me));
-            let notes = notifications::write(conn, &notes).await?;
+            let notes = notifications::write(conn, state, &notes).await?;
             let touched = Touched { matches: vec![row.clone()], notes, ..Touched::default() };
             Ok::<_, AppError>((row, touched))
         })
@@ -433,6 +435,7 @@ pub async fn act(
             if action == MatchAction::Cancel && m.status == MatchStatus::Paid.as_str() {
                 payments::settle::on_cancel(
                     conn,
+                    state,
                     &m,
                     auth.user_id.0,
                     trip.departure_at,

@@ -46,8 +46,80 @@ pub async fn issue(
     let salt = super::codes::CodeKey::new_salt();
     let code = key.code(m.id, kind, &salt);
     let hash = key.hash(m.id, kind, &salt, &code);
+    let reissued = rows::codes_of(conn, m.id)
+        .await?
+        .iter()
+        .any(|c| c.kind == kind.as_str());
     rows::put_code(conn, m.id, kind.as_str(), &salt, &hash, expires_at).await?;
+    match kind {
+        // Paid: the recipient's tracking link exists from now on.
+        CodeKind::Pickup => {
+            match_rows::ensure_tracking_token(conn, m.id, &new_tracking_token()).await?;
+        }
+        // The recipient hears of the delivery code (again, when it is reissued).
+        CodeKind::Delivery => {
+            tell_recipient(conn, state, m, reissued).await?;
+        }
+    }
     Ok(())
+}
+
+/// 32 random bytes, URL-safe: the recipient's tracking link cannot be guessed.
+fn new_tracking_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Queues the delivery code and tracking link to the parcel's recipient, by email and/or SMS
+/// as the parcel names them and the deployment sends them. The code itself is derived when the
+/// message is sent, never stored with it.
+async fn tell_recipient(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    m: &MatchRow,
+    reissued: bool,
+) -> Result<(), AppError> {
+    let parcel = crate::models::parcels::find(conn, m.parcel_id)
+        .await?
+        .ok_or_else(|| AppError::internal("a match without its parcel"))?;
+    let data = serde_json::json!({"match_id": m.id, "reissued": reissued});
+    let channels = &state.delivery.channels;
+    let locale = state.settings.notifications.locale.as_str();
+    let mut new = Vec::new();
+    for (channel, address) in [
+        ("email", parcel.recipient_email.as_deref()),
+        ("sms", parcel.recipient_phone.as_deref()),
+    ] {
+        if let Some(address) = address.filter(|_| channels.contains(&channel)) {
+            new.push(crate::models::deliveries::NewDelivery {
+                kind: crate::services::delivery::templates::RECIPIENT_CODE,
+                channel,
+                address,
+                locale,
+                data: data.clone(),
+            });
+        }
+    }
+    if !new.is_empty() {
+        crate::models::deliveries::insert(conn, &new).await?;
+    }
+    Ok(())
+}
+
+/// For the recipient's message: the live delivery code and the tracking token of a match in
+/// transit; `None` when there is nothing to tell (delivered, code used or locked).
+pub async fn recipient_view(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    match_id: uuid::Uuid,
+) -> Result<Option<(String, String)>, AppError> {
+    let Some(m) = match_rows::find(conn, match_id).await? else {
+        return Ok(None);
+    };
+    let (_, code) = readable_codes(conn, state, &m).await?;
+    let token = match_rows::tracking_token(conn, m.id).await?;
+    Ok(code.zip(token))
 }
 
 /// The codes the sender may read now (valid, unused, not locked): (pickup, delivery).

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use rand::RngExt as _;
 use uuid::Uuid;
 
 use super::post;
@@ -97,6 +96,7 @@ pub fn cancellation_split(
 /// transaction, after the state change): refund, the traveler's share, the strike.
 pub async fn on_cancel(
     conn: &mut AsyncPgConnection,
+    state: &AppState,
     m: &MatchRow,
     by: Uuid,
     departure_at: DateTime<Utc>,
@@ -117,7 +117,7 @@ pub async fn on_cancel(
         };
         touched
             .notes
-            .extend(notifications::write(conn, &[note]).await?);
+            .extend(notifications::write(conn, state, &[note]).await?);
     }
     post(
         conn,
@@ -287,7 +287,7 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
                     if rows::finish_op(conn, op.id, lease, "done", Some(reference), None).await? == 1 {
                         after_done(conn, &op, reference).await?;
                         state.metrics.payments.op(&op.kind, "done");
-                        return withdrawal_note(conn, &op, "withdrawal_paid").await;
+                        return withdrawal_note(conn, state, &op, "withdrawal_paid").await;
                     }
                 }
                 Err(ProviderError::Transient(e)) if op.attempts + 1 < max => {
@@ -297,7 +297,7 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
                 Err(ProviderError::Rejected(e)) => {
                     if rows::finish_op(conn, op.id, lease, "failed", None, Some(e)).await? == 1 {
                         after_refused(conn, &op, e).await?;
-                        let stored = withdrawal_note(conn, &op, "withdrawal_failed").await?;
+                        let stored = withdrawal_note(conn, state, &op, "withdrawal_failed").await?;
                         state.metrics.payments.op(&op.kind, "failed");
                         tracing::error!(op = %op.id, kind = %op.kind, error = %e, "the provider refused a call");
                         return Ok(stored);
@@ -330,9 +330,10 @@ pub async fn run_op(state: &AppState, id: Uuid) -> Result<bool, AppError> {
 /// heard at cancellation).
 async fn withdrawal_note(
     conn: &mut AsyncPgConnection,
+    state: &AppState,
     op: &OpRow,
     kind: &'static str,
-) -> Result<Vec<crate::models::notifications::NotificationRow>, AppError> {
+) -> Result<Vec<crate::models::deliveries::StoredNotification>, AppError> {
     let Some(id) = op.withdrawal_id else {
         return Ok(Vec::new());
     };
@@ -345,15 +346,12 @@ async fn withdrawal_note(
             "amount": {"amount": w.amount, "currency": w.currency},
         }),
     };
-    notifications::write(conn, &[note]).await
+    notifications::write(conn, state, &[note]).await
 }
 
-/// Exponential backoff from the sweep interval, capped at an hour, with jitter (50–100 %).
+/// Provider calls back off from the sweep interval up to an hour.
 fn backoff(base_ms: u64, attempts: i32) -> Duration {
-    let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(20);
-    let full = base_ms.saturating_mul(1 << exp).min(3_600_000);
-    let jittered = full / 2 + rand::rng().random_range(0..=full / 2);
-    Duration::milliseconds(i64::try_from(jittered).unwrap_or(3_600_000))
+    crate::services::retry::backoff(base_ms, 3_600_000, attempts)
 }
 
 async fn call(state: &AppState, op: &OpRow) -> Result<String, ProviderError> {

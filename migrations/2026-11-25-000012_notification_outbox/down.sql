@@ -1,0 +1,2 @@
+ALTER TABLE matches DROP COLUMN tracking_token;
+DROP TABLE notification_deliveries;

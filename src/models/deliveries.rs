@@ -1,0 +1,285 @@
+//! The `notification_deliveries` outbox: messages to send by email, SMS or push. Rows are
+//! queued in the event's transaction (with the in-app notification in one statement, see
+//! `insert_with_deliveries`), claimed by workers under a lease, and finished as `sent`,
+//! `failed`, `suppressed` (rate limit) or `obsolete` (nothing left to say).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::notification_deliveries as d;
+
+/// A notification as stored, with the channels its deliveries were queued on.
+#[derive(Debug, Clone)]
+pub struct StoredNotification {
+    pub row: super::notifications::NotificationRow,
+    pub channels: Vec<String>,
+}
+
+#[derive(QueryableByName)]
+struct StoredRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    title: String,
+    #[diesel(sql_type = Text)]
+    body: String,
+    #[diesel(sql_type = Jsonb)]
+    data: serde_json::Value,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    read_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Array<Text>)]
+    channels: Vec<String>,
+}
+
+/// One statement: insert the in-app notifications and, for each, a delivery on every channel
+/// in `channels` that the user wants (their preference, else the kind's default; `mandatory`
+/// pairs always) and has an address for. Pairs are `kind:channel`.
+const INSERT_WITH_DELIVERIES: &str = r"
+WITH n AS (
+    INSERT INTO notifications (id, user_id, kind, title, body, data)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+    RETURNING *
+), wanted AS (
+    SELECT n.id, n.user_id, n.kind, c.channel, n.data,
+           CASE c.channel WHEN 'email' THEN u.email WHEN 'sms' THEN u.phone
+                          ELSE u.id::text END AS address
+      FROM n
+      JOIN users u ON u.id = n.user_id
+     CROSS JOIN unnest($7::text[]) AS c(channel)
+      LEFT JOIN notification_preferences p
+             ON p.user_id = n.user_id AND p.kind = n.kind AND p.channel = c.channel
+     WHERE (n.kind || ':' || c.channel) = ANY($8::text[])
+        OR coalesce(p.enabled, (n.kind || ':' || c.channel) = ANY($9::text[]))
+), q AS (
+    INSERT INTO notification_deliveries (notification_id, user_id, kind, channel, address, locale, data)
+    SELECT id, user_id, kind, channel, address, $10, data FROM wanted WHERE address IS NOT NULL
+    RETURNING notification_id, channel
+)
+SELECT n.id, n.user_id, n.kind, n.title, n.body, n.data, n.read_at, n.created_at,
+       coalesce(ARRAY(SELECT q.channel FROM q WHERE q.notification_id = n.id), '{}') AS channels
+  FROM n";
+
+/// The in-app rows to insert and the delivery rules.
+pub struct NewNotifications<'a> {
+    pub ids: Vec<Uuid>,
+    pub users: Vec<Uuid>,
+    pub kinds: Vec<&'a str>,
+    pub titles: Vec<String>,
+    pub bodies: Vec<String>,
+    pub data: Vec<serde_json::Value>,
+    /// Channels this deployment sends on (`email`, `sms`, `push`).
+    pub channels: &'a [&'a str],
+    pub mandatory: &'a [String],
+    pub defaults: &'a [String],
+    pub locale: &'a str,
+}
+
+pub async fn insert_with_deliveries(
+    conn: &mut AsyncPgConnection,
+    new: &NewNotifications<'_>,
+) -> QueryResult<Vec<StoredNotification>> {
+    diesel::sql_query(INSERT_WITH_DELIVERIES)
+        .bind::<Array<SqlUuid>, _>(&new.ids)
+        .bind::<Array<SqlUuid>, _>(&new.users)
+        .bind::<Array<Text>, _>(&new.kinds)
+        .bind::<Array<Text>, _>(&new.titles)
+        .bind::<Array<Text>, _>(&new.bodies)
+        .bind::<Array<Jsonb>, _>(&new.data)
+        .bind::<Array<Text>, _>(new.channels)
+        .bind::<Array<Text>, _>(new.mandatory)
+        .bind::<Array<Text>, _>(new.defaults)
+        .bind::<Text, _>(new.locale)
+        .load::<StoredRow>(conn)
+        .await
+        .map(|rows| {
+            rows.into_iter()
+                .map(|r| StoredNotification {
+                    row: super::notifications::NotificationRow {
+                        id: r.id,
+                        user_id: r.user_id,
+                        kind: r.kind,
+                        title: r.title,
+                        body: r.body,
+                        data: r.data,
+                        read_at: r.read_at,
+                        created_at: r.created_at,
+                    },
+                    channels: r.channels,
+                })
+                .collect()
+        })
+}
+
+/// A message to someone without an account (a parcel's recipient).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = d)]
+pub struct NewDelivery<'a> {
+    pub kind: &'a str,
+    pub channel: &'a str,
+    pub address: &'a str,
+    pub locale: &'a str,
+    pub data: serde_json::Value,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, new: &[NewDelivery<'_>]) -> QueryResult<usize> {
+    diesel::insert_into(d::table)
+        .values(new)
+        .execute(conn)
+        .await
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = d, check_for_backend(diesel::pg::Pg))]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub notification_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub kind: String,
+    pub channel: String,
+    pub address: String,
+    pub locale: String,
+    pub data: serde_json::Value,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub lease: Option<Uuid>,
+    pub provider_id: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Claims up to `limit` due messages of `channel` for `lease_secs` under a new lease (rows
+/// another worker holds are skipped, not waited for) and counts the attempt.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    channel: &str,
+    limit: i64,
+    lease: Uuid,
+    lease_secs: i64,
+) -> QueryResult<Vec<DeliveryRow>> {
+    diesel::sql_query(
+        "UPDATE notification_deliveries SET lease = $1, attempts = attempts + 1,
+                next_attempt_at = now() + make_interval(secs => $2)
+          WHERE id IN (SELECT id FROM notification_deliveries
+                        WHERE channel = $3 AND status = 'pending' AND next_attempt_at <= now()
+                        ORDER BY next_attempt_at, id
+                        LIMIT $4
+                        FOR UPDATE SKIP LOCKED)
+          RETURNING *",
+    )
+    .bind::<SqlUuid, _>(lease)
+    .bind::<BigInt, _>(lease_secs)
+    .bind::<Text, _>(channel)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Ends a claimed message (`sent`, `failed`, `suppressed`, `obsolete`); 0 when the lease was
+/// lost (another worker has it now).
+pub async fn finish(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    lease: Uuid,
+    status: &str,
+    provider_id: Option<&str>,
+    error: Option<&str>,
+) -> QueryResult<usize> {
+    diesel::update(d::table.find(id))
+        .filter(d::lease.eq(lease))
+        .filter(d::status.eq("pending"))
+        .set((
+            d::status.eq(status),
+            d::lease.eq(None::<Uuid>),
+            d::provider_id.eq(provider_id),
+            d::last_error.eq(error.map(|e| truncate(e, 500))),
+            d::finished_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Puts a claimed message back to be tried at `at`.
+pub async fn retry(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    lease: Uuid,
+    at: DateTime<Utc>,
+    error: &str,
+) -> QueryResult<usize> {
+    diesel::update(d::table.find(id))
+        .filter(d::lease.eq(lease))
+        .filter(d::status.eq("pending"))
+        .set((
+            d::lease.eq(None::<Uuid>),
+            d::next_attempt_at.eq(at),
+            d::last_error.eq(truncate(error, 500)),
+        ))
+        .execute(conn)
+        .await
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Messages sent to `address` on `channel` in the last hour.
+pub async fn sent_last_hour(
+    conn: &mut AsyncPgConnection,
+    channel: &str,
+    address: &str,
+) -> QueryResult<i64> {
+    d::table
+        .filter(d::channel.eq(channel))
+        .filter(d::address.eq(address))
+        .filter(d::status.eq("sent"))
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "finished_at > now() - interval '1 hour'",
+        ))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct Backlog {
+    #[diesel(sql_type = Text)]
+    pub channel: String,
+    #[diesel(sql_type = BigInt)]
+    pub pending: i64,
+    /// Age of the oldest pending message, seconds.
+    #[diesel(sql_type = BigInt)]
+    pub oldest_secs: i64,
+}
+
+/// Pending messages per channel and the age of the oldest.
+pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Backlog>> {
+    diesel::sql_query(
+        "SELECT channel, count(*) AS pending,
+                coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint AS oldest_secs
+           FROM notification_deliveries WHERE status = 'pending' GROUP BY channel",
+    )
+    .load(conn)
+    .await
+}
+
+/// Deletes finished messages older than `days`.
+pub async fn purge(conn: &mut AsyncPgConnection, days: i32) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM notification_deliveries
+          WHERE status <> 'pending' AND finished_at < now() - make_interval(days => $1)",
+    )
+    .bind::<Integer, _>(days)
+    .execute(conn)
+    .await
+}
