@@ -9,8 +9,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
 use super::{
-    auth, chat, dashboard, health, locations, matches, notifications, parcels, payments, trips,
-    users, wallet, ws,
+    auth, chat, dashboard, health, locations, matches, notifications, parcels, payments, tracking,
+    trips, users, wallet, ws,
 };
 use crate::error::{FieldError, Problem};
 use crate::services::auth::{AuthResult, SessionView};
@@ -39,6 +39,7 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         notifications::list_notifications, notifications::read_notification, notifications::read_all_notifications,
         notifications::get_preferences, notifications::put_preferences,
         chat::list_rooms, chat::list_messages, chat::post_message, chat::mark_read,
+        tracking::track,
     ),
     components(schemas(
         Problem, FieldError, Liveness, Readiness, Checks, Check, HealthReport,
@@ -56,7 +57,8 @@ pub const OPENAPI_PATH: &str = "/api/docs/openapi.json";
         (name = "matching", description = "Suggestions, requests and bookings"),
         (name = "realtime", description = "The WebSocket"),
         (name = "chat", description = "One room per match"),
-        (name = "notifications", description = "In-app notifications"),
+        (name = "notifications", description = "In-app notifications and delivery preferences"),
+        (name = "tracking", description = "The recipient's tracking link (no account)"),
         (name = "wallet", description = "Balances, ledger lines, payout account and withdrawals"),
         (name = "payments", description = "Payment provider webhooks"),
     ),

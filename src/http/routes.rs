@@ -7,7 +7,7 @@ use actix_web::web;
 
 use super::{
     auth, chat, dashboard, docs, health, locations, matches, notifications, parcels, payments,
-    trips, users, wallet, ws,
+    tracking, trips, users, wallet, ws,
 };
 
 macro_rules! route_table {
@@ -69,4 +69,5 @@ route_table! {
     "/api/chat/rooms/{id}/read" => { POST chat::mark_read },
     "/api/dashboard/stats" => { GET dashboard::get_stats },
     "/api/dashboard/activities" => { GET dashboard::list_activities },
+    "/api/track/{token}" => { GET tracking::track },
 }

@@ -442,3 +442,15 @@ pub async fn find_by_tracking_token(
         .await
         .optional()
 }
+
+/// When the parcel was picked up and delivered.
+pub async fn custody_times(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    matches::table
+        .find(id)
+        .select((matches::picked_up_at, matches::delivered_at))
+        .first(conn)
+        .await
+}

@@ -122,3 +122,24 @@ pub async fn set_preferences(
         .execute(conn)
         .await
 }
+
+/// Whether the user has an unread notification of `kind` about `room_id`.
+pub async fn unread_about_room(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    kind: &str,
+    room_id: Uuid,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        notifications::table
+            .filter(notifications::user_id.eq(user))
+            .filter(notifications::read_at.is_null())
+            .filter(notifications::kind.eq(kind))
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Text>("data->>'room_id'")
+                    .eq(room_id.to_string()),
+            ),
+    ))
+    .get_result(conn)
+    .await
+}

@@ -288,3 +288,18 @@ pub async fn count_tokens(conn: &mut AsyncPgConnection, session_id: Uuid) -> Que
         .get_result(conn)
         .await
 }
+
+/// Whether the user has signed in from this device before (any session still on record).
+pub async fn device_known(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    fingerprint: &str,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::device_fingerprint.eq(fingerprint)),
+    ))
+    .get_result(conn)
+    .await
+}

@@ -149,6 +149,7 @@ pub async fn post(
     let members = vec![posted.member_sender, posted.member_traveler];
     let message = MessageView::from(posted.row());
     if created {
+        let other = members.iter().copied().find(|m| *m != me);
         state
             .events
             .publish(Event::ChatMessage {
@@ -156,6 +157,11 @@ pub async fn post(
                 message: message.frame(),
             })
             .await;
+        if let Some(other) = other {
+            if !state.presence.is_online(other).await {
+                crate::services::notifications::nudge_offline(state, other, room_id).await;
+            }
+        }
     }
     Ok((message, created))
 }

@@ -19,6 +19,7 @@ pub mod payments;
 pub mod presence;
 pub mod rate_limit;
 pub mod retry;
+pub mod tracking;
 pub mod trips;
 pub mod user_log;
 pub mod users;

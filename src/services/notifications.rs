@@ -6,7 +6,7 @@
 //! the templates and carry no personal data: the ids in `data` let the client open the subject.
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -190,6 +190,36 @@ pub async fn mark_read(
 pub async fn mark_all_read(state: &AppState, auth: AuthUser) -> Result<usize, AppError> {
     let mut conn = db::conn(&state.db).await?;
     Ok(rows::mark_all_read(&mut conn, auth.user_id.0).await?)
+}
+
+/// A chat message reached a member with no live socket: one `chat_message` notification per
+/// room until they read it (so a conversation does not become a flood). Written right after the
+/// message's own commit, since presence lives in Redis, not in the message's transaction: a
+/// crash in between loses this nudge, never the message.
+pub async fn nudge_offline(state: &AppState, user: Uuid, room_id: Uuid) {
+    let result = async {
+        let mut conn = db::conn(&state.db).await?;
+        let stored = conn
+            .transaction(async |conn| {
+                if rows::unread_about_room(conn, user, "chat_message", room_id).await? {
+                    return Ok::<_, AppError>(Vec::new());
+                }
+                let note = Note {
+                    user,
+                    kind: "chat_message",
+                    data: serde_json::json!({"room_id": room_id}),
+                };
+                write(conn, state, &[note]).await
+            })
+            .await?;
+        drop(conn);
+        publish(state, stored).await;
+        Ok::<_, AppError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(user_id = %user, room_id = %room_id, error = %e, "chat notification not written");
+    }
 }
 
 /// After the notifications' transaction committed: wakes the delivery workers and pushes the

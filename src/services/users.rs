@@ -176,7 +176,7 @@ pub async fn update_me(
             .map(|u| u.as_ref().map(HttpsUrl::as_str)),
     };
     let mut conn = db::conn(&state.db).await?;
-    let (user, revoked) = conn
+    let (user, revoked, notes) = conn
         .transaction(async |conn| {
             let user = if changes.display_name.is_some()
                 || changes.phone.is_some()
@@ -188,23 +188,31 @@ pub async fn update_me(
                     .await?
                     .ok_or_else(AppError::not_found)?
             };
-            let revoked = match &new_hash {
+            let (revoked, notes) = match &new_hash {
                 Some(hash) => {
                     users::set_password_hash(conn, auth.user_id.0, hash).await?;
-                    auth::revoke_other_sessions(
+                    let revoked = auth::revoke_other_sessions(
                         conn,
                         auth.user_id,
                         auth.session_id,
                         "password_changed",
                     )
-                    .await?
+                    .await?;
+                    let note = crate::services::notifications::Note {
+                        user: auth.user_id.0,
+                        kind: "password_changed",
+                        data: serde_json::json!({}),
+                    };
+                    let notes = crate::services::notifications::write(conn, state, &[note]).await?;
+                    (revoked, notes)
                 }
-                None => Vec::new(),
+                None => (Vec::new(), Vec::new()),
             };
-            Ok::<_, AppError>((user, revoked))
+            Ok::<_, AppError>((user, revoked, notes))
         })
         .await?;
     drop(conn);
+    crate::services::notifications::publish(state, notes).await;
     session_cache::mark_revoked(state, user.id, &revoked).await;
     if new_hash.is_some() {
         tracing::info!(user_id = %user.id, revoked = revoked.len(), "password changed");

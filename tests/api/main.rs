@@ -9,6 +9,7 @@ mod auth;
 mod binary;
 mod chat;
 mod dashboard;
+mod delivery;
 mod docs;
 mod errors;
 mod faults;

@@ -245,7 +245,7 @@ pub async fn login(
         users::record_failed_login(&mut conn, user.id, max, lockout).await?;
         return Err(invalid_credentials());
     }
-    let (session, token, revoked) = conn
+    let (session, token, revoked, notes) = conn
         .transaction(async |conn| {
             // Re-checked under the row lock: attempts that were already hashing when the
             // account got locked, or when the password changed, must not get in.
@@ -264,9 +264,26 @@ pub async fn login(
                 ));
             }
             users::clear_failed_logins(conn, user.id).await?;
-            open_session(conn, state, user.id, &device, now).await
+            // A device never seen on this account: tell the owner (mandatory message).
+            let notes = if sessions::device_known(conn, user.id, &device.fingerprint()).await? {
+                Vec::new()
+            } else {
+                let note = crate::services::notifications::Note {
+                    user: user.id,
+                    kind: "new_login",
+                    data: serde_json::json!({
+                        "device": device.user_agent.chars().take(120).collect::<String>(),
+                        "ip": device.ip,
+                    }),
+                };
+                crate::services::notifications::write(conn, state, &[note]).await?
+            };
+            let (session, token, revoked) =
+                open_session(conn, state, user.id, &device, now).await?;
+            Ok((session, token, revoked, notes))
         })
         .await?;
+    crate::services::notifications::publish(state, notes).await;
     session_cache::mark_revoked(state, user.id, &revoked).await;
     tracing::info!(user_id = %user.id, session_id = %session.id, "logged in");
     issue(state, &user, session.id, token, now)

@@ -150,12 +150,21 @@ pub async fn round<C: Channel>(state: &AppState, channel: &C) -> Result<usize, A
         .await?
     };
     let n = claimed.len();
-    futures_util::stream::iter(claimed)
-        .for_each_concurrent(None, |row| async move {
-            let id = row.id;
-            if let Err(e) = deliver(state, channel, row, lease).await {
-                // The row stays claimed; it is retried when its lease runs out.
-                tracing::warn!(delivery = id, channel = channel.name(), error = %e, "recording a delivery failed");
+    // One address's messages go one after another (so its hourly limit is counted right);
+    // different addresses concurrently.
+    let mut by_address: std::collections::BTreeMap<String, Vec<DeliveryRow>> =
+        std::collections::BTreeMap::new();
+    for row in claimed {
+        by_address.entry(row.address.clone()).or_default().push(row);
+    }
+    futures_util::stream::iter(by_address.into_values())
+        .for_each_concurrent(None, |rows| async move {
+            for row in rows {
+                let id = row.id;
+                if let Err(e) = deliver(state, channel, row, lease).await {
+                    // The row stays claimed; it is retried when its lease runs out.
+                    tracing::warn!(delivery = id, channel = channel.name(), error = %e, "recording a delivery failed");
+                }
             }
         })
         .await;

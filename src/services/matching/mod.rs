@@ -70,6 +70,9 @@ pub struct MatchView {
     /// For the sender only, while valid: the recipient's code for delivery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_code: Option<String>,
+    /// For the sender only, once paid: the recipient's tracking link (`/api/track/<token>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,6 +105,7 @@ pub(crate) fn view(m: MatchRow, events: Option<Vec<MatchEventRow>>) -> MatchView
         payment: None,
         pickup_code: None,
         delivery_code: None,
+        tracking_url: None,
         events: events.map(|e| {
             e.into_iter()
                 .map(|e| MatchEventView {
@@ -132,14 +136,18 @@ pub async fn get(state: &AppState, auth: AuthUser, id: MatchId) -> Result<MatchV
             p.failure = None;
         }
     }
-    let codes = if m.sender_id == auth.user_id.0 {
-        crate::services::payments::custody::readable_codes(&mut conn, state, &m).await?
+    let (codes, tracking_url) = if m.sender_id == auth.user_id.0 {
+        (
+            crate::services::payments::custody::readable_codes(&mut conn, state, &m).await?,
+            crate::services::tracking::url_for_sender(&mut conn, m.id).await?,
+        )
     } else {
-        (None, None)
+        ((None, None), None)
     };
     let mut out = view(m, Some(events));
     out.payment = payment;
     (out.pickup_code, out.delivery_code) = codes;
+    out.tracking_url = tracking_url;
     Ok(out)
 }
 

@@ -246,8 +246,9 @@ pub async fn hand_over(
     let (row, touched) = outcome?;
     let events = match_rows::events(&mut conn, row.id).await?;
     drop(conn);
-    // A release may have queued a payout.
+    // A release may have queued a payout; a pickup, the recipient's messages.
     state.payments.kick.notify_one();
+    state.delivery.kick.notify_waiters();
     touched.publish(state).await;
     Ok(view(row, Some(events)))
 }
@@ -296,6 +297,8 @@ pub async fn reissue(
             Ok::<_, AppError>(m)
         })
         .await?;
+    // A reissued delivery code is on its way to the recipient.
+    state.delivery.kick.notify_waiters();
     let events = match_rows::events(&mut conn, row.id).await?;
     Ok(view(row, Some(events)))
 }

@@ -1,0 +1,163 @@
+//! The notification providers' local stand-ins (`scripts/notify_sinks.py`): a real SMTP server
+//! (aiosmtpd, installed from PyPI on first use if missing) and a Twilio-shaped SMS API, one
+//! pair per test, writing what they receive to a directory of their own.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use airbar::config::Settings;
+use serde_json::Value;
+
+static SINKS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ensure_installed() {
+    let present = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        let ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", AIOSMTPD])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not pip install {AIOSMTPD}");
+    }
+}
+
+pub struct Sinks {
+    pub dir: PathBuf,
+    pub smtp_port: u16,
+    pub sms_port: u16,
+}
+
+/// Fresh stand-ins; they stop when the test process ends.
+pub fn sinks() -> Sinks {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(ensure_installed);
+    let dir = std::env::temp_dir().join(format!("airbar-sinks-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (smtp_port, sms_port) = (free_port(), free_port());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/notify_sinks.py");
+    let child = Command::new("python3")
+        .args([script, "--dir"])
+        .arg(&dir)
+        .args([
+            "--smtp-port",
+            &smtp_port.to_string(),
+            "--sms-port",
+            &sms_port.to_string(),
+            "--exit-with-parent",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the notification sinks");
+    SINKS.lock().unwrap().push(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in [smtp_port, sms_port] {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the notification sinks did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Sinks {
+        dir,
+        smtp_port,
+        sms_port,
+    }
+}
+
+impl Sinks {
+    /// Email and SMS on, pointed at these stand-ins.
+    pub fn configure(&self, s: &mut Settings) {
+        s.email.smtp_host = "127.0.0.1".into();
+        s.email.smtp_port = self.smtp_port;
+        s.email.smtp_tls = "none".into();
+        s.sms.enabled = true;
+        s.sms.api_base = format!("http://127.0.0.1:{}", self.sms_port);
+    }
+
+    fn read(&self, prefix: &str) -> Vec<Value> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| serde_json::from_slice(&std::fs::read(self.dir.join(n)).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Received emails (`to`, `subject`, `message_id`, `text`, `html`, …), oldest first.
+    pub fn mails(&self) -> Vec<Value> {
+        self.read("mail-")
+    }
+
+    /// Received text messages (`to`, `from`, `body`, `sid`), oldest first.
+    pub fn texts(&self) -> Vec<Value> {
+        self.read("sms-")
+    }
+
+    /// Waits until `pick` of what arrived is satisfied (or fails after `within`).
+    pub async fn wait_for<T>(
+        &self,
+        within: Duration,
+        mut pick: impl FnMut(&Sinks) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(found) = pick(self) {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not received within {within:?}: mails {:?}, texts {:?}",
+                self.mails(),
+                self.texts()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Emails to `address`, once at least `n` have arrived.
+    pub async fn mails_to(&self, address: &str, n: usize) -> Vec<Value> {
+        self.wait_for(Duration::from_secs(15), |s| {
+            let found: Vec<_> = s
+                .mails()
+                .into_iter()
+                .filter(|m| m["to"] == address)
+                .collect();
+            (found.len() >= n).then_some(found)
+        })
+        .await
+    }
+
+    /// The SMS API answers `status` to every message until `None`.
+    pub fn sms_outage(&self, status: Option<u16>) {
+        let flag = self.dir.join("sms-fail");
+        match status {
+            Some(code) => std::fs::write(flag, code.to_string()).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(flag);
+            }
+        }
+    }
+}
