@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{Integer, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
@@ -19,8 +19,6 @@ const RECIPIENT_PHONE: &str = "+12125550123";
 
 #[derive(QueryableByName, Debug)]
 struct Row {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
     #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = Text)]
@@ -37,7 +35,7 @@ struct Row {
 
 async fn outbox(app: &TestApp) -> Vec<Row> {
     diesel::sql_query(
-        "SELECT id, kind, channel, address, status, attempts, provider_id
+        "SELECT kind, channel, address, status, attempts, provider_id
            FROM notification_deliveries ORDER BY id",
     )
     .load(&mut app.db().await)
