@@ -4,7 +4,7 @@
 - SMTP (aiosmtpd, `pip install aiosmtpd`): every message is written to DIR/mail-<n>.eml, and
   its envelope, headers and decoded text and HTML parts to DIR/mail-<n>.json.
   Recipients whose local part starts with `bounce` are refused for good (550), `busy` for now
-  (451).
+  (451). With --smtp-user/--smtp-password, AUTH (PLAIN/LOGIN, no TLS) is required.
 - SMS: Twilio's Messages API shape, `POST /2010-04-01/Accounts/<sid>/Messages.json` with basic
   auth `<sid>:<token>` and a form body (To, From, Body); each message is written to
   DIR/sms-<n>.json and answered 201 `{"sid": "SM…", "status": "queued", …}`. While the file
@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 COUNTER = itertools.count(1)
 LOCK = threading.Lock()
@@ -131,12 +132,26 @@ def main():
     parser.add_argument("--sms-port", type=int, default=8026)
     parser.add_argument("--sms-sid", default="ACairbarlocal")
     parser.add_argument("--sms-token", default="airbar-local-token")
+    parser.add_argument("--smtp-user", help="require AUTH with this user")
+    parser.add_argument("--smtp-password", default="")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one ends")
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
 
-    smtp = Controller(Mailbox(args.dir), hostname="127.0.0.1", port=args.smtp_port)
+    auth = {}
+    if args.smtp_user:
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword)
+                  and auth_data.login.decode() == args.smtp_user
+                  and auth_data.password.decode() == args.smtp_password)
+            # handled=False: aiosmtpd answers 535 itself (its default, True, answers nothing).
+            return AuthResult(success=ok, handled=False, auth_data=auth_data)
+        auth = {"authenticator": authenticator, "auth_required": True,
+                "auth_require_tls": False}
+    import warnings
+    warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+    smtp = Controller(Mailbox(args.dir), hostname="127.0.0.1", port=args.smtp_port, **auth)
     smtp.start()
     http = ThreadingHTTPServer(("127.0.0.1", args.sms_port),
                                sms_handler(args.dir, args.sms_sid, args.sms_token))

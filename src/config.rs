@@ -726,6 +726,15 @@ impl Settings {
             ));
         }
         settings.notifications.validate(&settings.email)?;
+        if source.environment == Environment::Production
+            && (settings.email.enabled() || settings.sms.enabled)
+            && settings.notifications.public_url.is_empty()
+        {
+            return Err(ConfigError(
+                "`notifications.public_url` is required in production when email or SMS is on (links in messages)"
+                    .to_owned(),
+            ));
+        }
         settings.cors.origins()?;
         settings.server.trusted_proxies()?;
         Ok(settings)
@@ -961,6 +970,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.auth.jwt_keys().unwrap()[0].kid, "k9");
+    }
+
+    #[test]
+    fn notification_settings_are_checked() {
+        let keys = [
+            (
+                "AIRBAR__AUTH__JWT_KEYS",
+                "k9:0123456789abcdef0123456789abcdef",
+            ),
+            ("AIRBAR__AUTH__JWT_SIGNING_KID", "k9"),
+            (
+                "AIRBAR__AUTH__REFRESH_TOKEN_SECRET",
+                "fedcba9876543210fedcba9876543210",
+            ),
+            ("AIRBAR__EMAIL__SMTP_HOST", "smtp.example"),
+        ];
+        let err = load(Environment::Production, &keys).unwrap_err();
+        assert!(
+            err.to_string().contains("notifications.public_url"),
+            "{err}"
+        );
+        let mut with_url = keys.to_vec();
+        with_url.push((
+            "AIRBAR__NOTIFICATIONS__PUBLIC_URL",
+            "https://airbar.example",
+        ));
+        assert!(load(Environment::Production, &with_url).is_ok());
+        for (key, value, named) in [
+            ("AIRBAR__EMAIL__SMTP_TLS", "ssl", "email.smtp_tls"),
+            (
+                "AIRBAR__NOTIFICATIONS__LOCALE",
+                "fr",
+                "notifications.locale",
+            ),
+            (
+                "AIRBAR__NOTIFICATIONS__BACKOFF_BASE_MS",
+                "0",
+                "notifications.backoff_base_ms",
+            ),
+            (
+                "AIRBAR__NOTIFICATIONS__LEASE_SECS",
+                "5",
+                "notifications.lease_secs",
+            ),
+        ] {
+            let err = load(
+                Environment::Development,
+                &[("AIRBAR__EMAIL__SMTP_HOST", "smtp.example"), (key, value)],
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(named), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -158,6 +158,17 @@ async fn the_recipient_gets_a_working_code_and_tracking_link_by_email_and_sms() 
     let mails = sinks.mails_to(RECIPIENT_EMAIL, 2).await;
     assert_eq!(mails[1]["subject"], "A new delivery code for your parcel");
     let new_code = code_in(mails[1]["text"].as_str().unwrap());
+    let texts = sinks
+        .wait_for(Duration::from_secs(15), |s| {
+            let found: Vec<_> = s
+                .texts()
+                .into_iter()
+                .filter(|t| t["to"] == RECIPIENT_PHONE)
+                .collect();
+            (found.len() >= 2).then_some(found)
+        })
+        .await;
+    assert!(texts[1]["body"].as_str().unwrap().contains(&new_code));
     if new_code != code {
         assert_eq!(app.hand_over(&b, "deliver", &code).await.status(), 422);
     }
@@ -241,7 +252,12 @@ async fn users_get_emails_and_texts_as_their_preferences_say() {
             .any(|r| r.kind == "match_paid" && r.channel == "sms"),
         "default off"
     );
-    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+    // The recipient's code mail may find the parcel delivered already: nothing left to say.
+    assert!(
+        rows.iter().all(|r| r.status == "sent"
+            || (r.kind == "recipient_delivery_code" && r.status == "obsolete")),
+        "{rows:?}"
+    );
 
     let mails = sinks.mails_to(&b.traveler.email, 1).await;
     let paid = mails
@@ -490,4 +506,22 @@ async fn security_messages_and_offline_chat_are_delivered() {
         !mail["text"].as_str().unwrap().contains("hello"),
         "no message text in the mail"
     );
+}
+
+#[tokio::test]
+async fn an_smtp_server_refusing_our_credentials_fails_the_message_at_once() {
+    let sinks = sinks();
+    let app = spawn_app_with(|s| {
+        sinks.configure(s);
+        s.email.smtp_password = airbar::config::Secret::new("wrong");
+    })
+    .await;
+    queue_mails(&app, std::iter::once("someone@auth.test".to_owned())).await;
+    let rows = drained(&app).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].attempts),
+        ("failed", 1),
+        "{rows:?}"
+    );
+    assert!(sinks.mails().is_empty());
 }

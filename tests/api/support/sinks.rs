@@ -13,6 +13,9 @@ use serde_json::Value;
 
 static SINKS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
 const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+/// The SMTP server requires AUTH with these (so the credentials path is exercised).
+const SMTP_USER: &str = "airbar";
+const SMTP_PASSWORD: &str = "sink-password";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -59,6 +62,10 @@ pub fn sinks() -> Sinks {
             &smtp_port.to_string(),
             "--sms-port",
             &sms_port.to_string(),
+            "--smtp-user",
+            SMTP_USER,
+            "--smtp-password",
+            SMTP_PASSWORD,
             "--exit-with-parent",
         ])
         .stdout(Stdio::null())
@@ -88,6 +95,8 @@ impl Sinks {
         s.email.smtp_host = "127.0.0.1".into();
         s.email.smtp_port = self.smtp_port;
         s.email.smtp_tls = "none".into();
+        s.email.smtp_username = SMTP_USER.into();
+        s.email.smtp_password = airbar::config::Secret::new(SMTP_PASSWORD);
         s.sms.enabled = true;
         s.sms.api_base = format!("http://127.0.0.1:{}", self.sms_port);
     }
