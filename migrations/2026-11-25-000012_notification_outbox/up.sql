@@ -39,3 +39,45 @@ CREATE INDEX notification_deliveries_finished_idx
 -- The recipient's tracking link (/api/track/<token>): unguessable, set when the match is paid.
 ALTER TABLE matches ADD COLUMN tracking_token text UNIQUE
     CHECK (char_length(tracking_token) BETWEEN 32 AND 64);
+
+-- Notifications of one event with their deliveries, in one statement: the in-app rows, and
+-- for each a delivery on every channel in p_channels that the user wants (their preference,
+-- else the kind's default; p_mandatory pairs always) and has an address for. Pairs are
+-- `kind:channel`. plpgsql, so the statement's plan is kept per connection instead of being
+-- planned on every event.
+CREATE FUNCTION airbar_write_notifications(
+    p_ids uuid[], p_users uuid[], p_kinds text[], p_titles text[], p_bodies text[],
+    p_data jsonb[], p_channels text[], p_mandatory text[], p_defaults text[], p_locale text)
+RETURNS TABLE (id uuid, user_id uuid, kind text, title text, body text, data jsonb,
+               read_at timestamptz, created_at timestamptz, channels text[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH n AS (
+        INSERT INTO notifications (id, user_id, kind, title, body, data)
+        SELECT * FROM unnest(p_ids, p_users, p_kinds, p_titles, p_bodies, p_data)
+        RETURNING *
+    ), wanted AS (
+        SELECT n.id, n.user_id, n.kind, c.channel, n.data,
+               CASE c.channel WHEN 'email' THEN u.email WHEN 'sms' THEN u.phone
+                              ELSE u.id::text END AS address
+          FROM n
+          JOIN users u ON u.id = n.user_id
+         CROSS JOIN unnest(p_channels) AS c(channel)
+          LEFT JOIN notification_preferences p
+                 ON p.user_id = n.user_id AND p.kind = n.kind AND p.channel = c.channel
+         WHERE (n.kind || ':' || c.channel) = ANY(p_mandatory)
+            OR coalesce(p.enabled, (n.kind || ':' || c.channel) = ANY(p_defaults))
+    ), q AS (
+        INSERT INTO notification_deliveries
+               (notification_id, user_id, kind, channel, address, locale, data)
+        SELECT w.id, w.user_id, w.kind, w.channel, w.address, p_locale, w.data
+          FROM wanted w WHERE w.address IS NOT NULL
+        RETURNING notification_id, channel
+    )
+    SELECT n.id, n.user_id, n.kind, n.title, n.body, n.data, n.read_at, n.created_at,
+           coalesce(ARRAY(SELECT q.channel FROM q WHERE q.notification_id = n.id), '{}')
+      FROM n;
+END
+$$;

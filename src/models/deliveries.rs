@@ -40,33 +40,12 @@ struct StoredRow {
     channels: Vec<String>,
 }
 
-/// One statement: insert the in-app notifications and, for each, a delivery on every channel
-/// in `channels` that the user wants (their preference, else the kind's default; `mandatory`
-/// pairs always) and has an address for. Pairs are `kind:channel`.
-const INSERT_WITH_DELIVERIES: &str = r"
-WITH n AS (
-    INSERT INTO notifications (id, user_id, kind, title, body, data)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-    RETURNING *
-), wanted AS (
-    SELECT n.id, n.user_id, n.kind, c.channel, n.data,
-           CASE c.channel WHEN 'email' THEN u.email WHEN 'sms' THEN u.phone
-                          ELSE u.id::text END AS address
-      FROM n
-      JOIN users u ON u.id = n.user_id
-     CROSS JOIN unnest($7::text[]) AS c(channel)
-      LEFT JOIN notification_preferences p
-             ON p.user_id = n.user_id AND p.kind = n.kind AND p.channel = c.channel
-     WHERE (n.kind || ':' || c.channel) = ANY($8::text[])
-        OR coalesce(p.enabled, (n.kind || ':' || c.channel) = ANY($9::text[]))
-), q AS (
-    INSERT INTO notification_deliveries (notification_id, user_id, kind, channel, address, locale, data)
-    SELECT id, user_id, kind, channel, address, $10, data FROM wanted WHERE address IS NOT NULL
-    RETURNING notification_id, channel
-)
-SELECT n.id, n.user_id, n.kind, n.title, n.body, n.data, n.read_at, n.created_at,
-       coalesce(ARRAY(SELECT q.channel FROM q WHERE q.notification_id = n.id), '{}') AS channels
-  FROM n";
+/// One statement (`airbar_write_notifications`, see its migration): insert the in-app
+/// notifications and, for each, a delivery on every channel in `channels` that the user wants
+/// (their preference, else the kind's default; `mandatory` pairs always) and has an address
+/// for. Pairs are `kind:channel`.
+const INSERT_WITH_DELIVERIES: &str =
+    "SELECT * FROM airbar_write_notifications($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// The in-app rows to insert and the delivery rules.
 pub struct NewNotifications<'a> {
