@@ -4,6 +4,7 @@ pub mod app;
 pub mod database;
 pub mod market;
 pub mod proxy;
+pub mod python;
 pub mod sinks;
 pub mod stripe;
 pub mod ws;

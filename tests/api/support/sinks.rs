@@ -2,43 +2,19 @@
 //! (aiosmtpd, installed from PyPI on first use if missing) and a Twilio-shaped SMS API, one
 //! pair per test, writing what they receive to a directory of their own.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use airbar::config::Settings;
 use serde_json::Value;
 
-static SINKS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+use super::python;
+
 const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// The SMTP server requires AUTH with these (so the credentials path is exercised).
 const SMTP_USER: &str = "airbar";
 const SMTP_PASSWORD: &str = "sink-password";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ensure_installed() {
-    let present = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        let ok = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", AIOSMTPD])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "could not pip install {AIOSMTPD}");
-    }
-}
 
 pub struct Sinks {
     pub dir: PathBuf,
@@ -48,40 +24,30 @@ pub struct Sinks {
 
 /// Fresh stand-ins; they stop when the test process ends.
 pub fn sinks() -> Sinks {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(ensure_installed);
+    python::ensure_installed("aiosmtpd", AIOSMTPD);
     let dir = std::env::temp_dir().join(format!("airbar-sinks-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (smtp_port, sms_port) = (free_port(), free_port());
+    let (smtp_port, sms_port) = (python::free_port(), python::free_port());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/notify_sinks.py");
-    let child = Command::new("python3")
-        .args([script, "--dir"])
-        .arg(&dir)
-        .args([
-            "--smtp-port",
-            &smtp_port.to_string(),
-            "--sms-port",
-            &sms_port.to_string(),
-            "--smtp-user",
-            SMTP_USER,
-            "--smtp-password",
-            SMTP_PASSWORD,
-            "--exit-with-parent",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the notification sinks");
-    SINKS.lock().unwrap().push(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for port in [smtp_port, sms_port] {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the notification sinks did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    python::start(
+        Command::new("python3")
+            .arg(script)
+            .arg("--dir")
+            .arg(&dir)
+            .args([
+                "--smtp-port",
+                &smtp_port.to_string(),
+                "--sms-port",
+                &sms_port.to_string(),
+                "--smtp-user",
+                SMTP_USER,
+                "--smtp-password",
+                SMTP_PASSWORD,
+                "--exit-with-parent",
+            ]),
+        "the notification sinks",
+        &[smtp_port, sms_port],
+    );
     Sinks {
         dir,
         smtp_port,

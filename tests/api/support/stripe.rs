@@ -2,70 +2,32 @@
 //! `tests/stripe/localstripe_shim.py` adds what async-stripe needs and fakes Connect), installed
 //! from PyPI on first use if missing; apps configured against it with a webhook registered.
 
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
 
 use super::app::{spawn_app_with, TestApp};
-
-static EMULATORS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+use super::python;
 
 pub const SECRET_KEY: &str = "sk_test_airbar_localstripe";
 pub const WEBHOOK_SECRET: &str = "whsec_airbar_test_secret";
 const LOCALSTRIPE: &str = "localstripe==1.15.10";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ensure_installed() {
-    let present = Command::new("python3")
-        .args(["-c", "import localstripe"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        let ok = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", LOCALSTRIPE])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "could not pip install {LOCALSTRIPE}");
-    }
-}
-
 /// A fresh emulator (its own state, so reconciliation sees only this test's objects); it
 /// stops when the test process ends. Returns its base URL.
 pub fn localstripe() -> String {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(ensure_installed);
-    {
-        let port = free_port();
-        let shim = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/stripe/localstripe_shim.py"
-        );
-        let child = Command::new("python3")
-            .args([shim, "--port", &port.to_string(), "--exit-with-parent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start localstripe");
-        // Kept for the life of the test process; each emulator exits with it.
-        EMULATORS.lock().unwrap().push(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "localstripe did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        format!("http://127.0.0.1:{port}")
-    }
+    python::ensure_installed("localstripe", LOCALSTRIPE);
+    let port = python::free_port();
+    let shim = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/stripe/localstripe_shim.py"
+    );
+    python::start(
+        Command::new("python3").args([shim, "--port", &port.to_string(), "--exit-with-parent"]),
+        "localstripe",
+        &[port],
+    );
+    format!("http://127.0.0.1:{port}")
 }
 
 /// An app using Stripe through its own localstripe, its webhook registered there.
