@@ -315,6 +315,9 @@ async fn a_failing_sms_provider_is_retried_then_marked_failed_while_email_flows(
     );
     assert!(metrics
         .contains(r#"airbar_notification_messages_total{channel="sms",outcome="retried"} 2"#));
+    assert!(
+        metrics.contains(r#"airbar_notification_messages_total{channel="sms",outcome="queued"} 1"#)
+    );
 
     // The provider is back: the next messages go out.
     sinks.sms_outage(None);

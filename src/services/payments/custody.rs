@@ -26,14 +26,16 @@ use crate::state::AppState;
 const PICKUP_VALID_AFTER_DEPARTURE_H: i64 = 24;
 const DELIVERY_VALID_AFTER_ARRIVAL_H: i64 = 72;
 
-/// Issues (or reissues) a code for the match, inside the caller's transaction.
+/// Issues (or reissues) a code for the match, inside the caller's transaction. Returns the
+/// channels on which the recipient's message was queued (a delivery code), for the metrics
+/// after commit.
 pub async fn issue(
     conn: &mut AsyncPgConnection,
     state: &AppState,
     m: &MatchRow,
     kind: CodeKind,
     now: DateTime<Utc>,
-) -> Result<(), AppError> {
+) -> Result<Vec<&'static str>, AppError> {
     let trip = trips::find(conn, m.trip_id)
         .await?
         .ok_or_else(|| AppError::internal("a match without its trip"))?;
@@ -55,13 +57,21 @@ pub async fn issue(
         // Paid: the recipient's tracking link exists from now on.
         CodeKind::Pickup => {
             match_rows::ensure_tracking_token(conn, m.id, &new_tracking_token()).await?;
+            Ok(Vec::new())
         }
         // The recipient hears of the delivery code (again, when it is reissued).
-        CodeKind::Delivery => {
-            tell_recipient(conn, state, m, reissued).await?;
-        }
+        CodeKind::Delivery => tell_recipient(conn, state, m, reissued).await,
     }
-    Ok(())
+}
+
+/// After the commit that queued recipient messages: count them and wake the workers.
+fn queued(state: &AppState, channels: &[&'static str]) {
+    for channel in channels {
+        state.metrics.notifications.message(channel, "queued");
+    }
+    if !channels.is_empty() {
+        state.delivery.kick.notify_waiters();
+    }
 }
 
 /// 32 random bytes, URL-safe: the recipient's tracking link cannot be guessed.
@@ -79,14 +89,14 @@ async fn tell_recipient(
     state: &AppState,
     m: &MatchRow,
     reissued: bool,
-) -> Result<(), AppError> {
+) -> Result<Vec<&'static str>, AppError> {
     let parcel = crate::models::parcels::find(conn, m.parcel_id)
         .await?
         .ok_or_else(|| AppError::internal("a match without its parcel"))?;
     let data = serde_json::json!({"match_id": m.id, "reissued": reissued});
     let channels = &state.delivery.channels;
     let locale = state.settings.notifications.locale.as_str();
-    let mut new = Vec::new();
+    let (mut new, mut on) = (Vec::new(), Vec::new());
     for (channel, address) in [
         ("email", parcel.recipient_email.as_deref()),
         ("sms", parcel.recipient_phone.as_deref()),
@@ -99,12 +109,13 @@ async fn tell_recipient(
                 locale,
                 data: data.clone(),
             });
+            on.push(channel);
         }
     }
     if !new.is_empty() {
         crate::models::deliveries::insert(conn, &new).await?;
     }
-    Ok(())
+    Ok(on)
 }
 
 /// For the recipient's message: the live delivery code and the tracking token of a match in
@@ -222,11 +233,12 @@ pub async fn hand_over(
             };
             let mut updated =
                 lifecycle::transition(conn, state, &m, step, now, &mut touched).await?;
+            let mut recipient = Vec::new();
             match kind {
                 CodeKind::Pickup => {
                     match_rows::set_parcel_status(conn, m.parcel_id, "in_transit").await?;
                     rows::stamp(conn, m.id, Stamp::PickedUp, now, None).await?;
-                    issue(conn, state, &updated, CodeKind::Delivery, now).await?;
+                    recipient = issue(conn, state, &updated, CodeKind::Delivery, now).await?;
                 }
                 CodeKind::Delivery => {
                     match_rows::set_parcel_status(conn, m.parcel_id, "delivered").await?;
@@ -240,15 +252,15 @@ pub async fn hand_over(
                 }
             }
             touched.parcels.push(m.parcel_id);
-            Ok::<_, AppError>(Ok((updated, touched)))
+            Ok::<_, AppError>(Ok((updated, touched, recipient)))
         })
         .await?;
-    let (row, touched) = outcome?;
+    let (row, touched, recipient) = outcome?;
     let events = match_rows::events(&mut conn, row.id).await?;
     drop(conn);
     // A release may have queued a payout; a pickup, the recipient's messages.
     state.payments.kick.notify_one();
-    state.delivery.kick.notify_waiters();
+    queued(state, &recipient);
     touched.publish(state).await;
     Ok(view(row, Some(events)))
 }
@@ -293,12 +305,13 @@ pub async fn reissue(
                     ),
                 ));
             }
-            issue(conn, state, &m, kind, now).await?;
-            Ok::<_, AppError>(m)
+            let recipient = issue(conn, state, &m, kind, now).await?;
+            Ok::<_, AppError>((m, recipient))
         })
         .await?;
+    let (row, recipient) = row;
     // A reissued delivery code is on its way to the recipient.
-    state.delivery.kick.notify_waiters();
+    queued(state, &recipient);
     let events = match_rows::events(&mut conn, row.id).await?;
     Ok(view(row, Some(events)))
 }
