@@ -9,6 +9,8 @@
   auth `<sid>:<token>` and a form body (To, From, Body); each message is written to
   DIR/sms-<n>.json and answered 201 `{"sid": "SM…", "status": "queued", …}`. While the file
   DIR/sms-fail exists the API answers with the status code it contains (an outage).
+- Push: a gateway at `POST /push` on the SMS port taking `{user, title, body}`; each is
+  written to DIR/push-<n>.json and answered `{"id": …}`.
 
     python3 scripts/notify_sinks.py --dir /tmp/airbar-sinks   # SMTP :1025, SMS :8026
 """
@@ -96,7 +98,14 @@ def sms_handler(directory, sid, token):
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
-            form = parse_qs(self.rfile.read(length).decode())
+            raw = self.rfile.read(length)
+            if self.path == "/push":
+                message = json.loads(raw)
+                message["id"] = "push-" + uuid.uuid4().hex
+                n = next_number()
+                write_atomically(directory, f"push-{n:06d}.json", json.dumps(message).encode())
+                return self.answer(200, {"id": message["id"]})
+            form = parse_qs(raw.decode())
             if self.path != f"/2010-04-01/Accounts/{sid}/Messages.json":
                 return self.answer(404, {"code": 20404, "message": "not found"})
             if self.headers.get("Authorization") != expected:

@@ -528,3 +528,34 @@ async fn an_smtp_server_refusing_our_credentials_fails_the_message_at_once() {
     );
     assert!(sinks.mails().is_empty());
 }
+
+#[tokio::test]
+async fn push_goes_through_the_same_outbox_when_a_gateway_is_configured() {
+    let sinks = sinks();
+    let app = spawn_app_with(|s| {
+        sinks.configure(s);
+        sinks.configure_push(s);
+    })
+    .await;
+    let b = accepted(&app, 48).await;
+    // Push is off by default; the sender switches it on for payments.
+    let res = app
+        .client
+        .put(app.url("/api/notifications/preferences"))
+        .bearer_auth(&b.sender.access_token)
+        .json(&json!({"preferences": [{"kind": "match_paid", "channels": {"push": true}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    app.pay(&b).await;
+    let push = sinks
+        .wait_for(Duration::from_secs(10), |s| s.pushes().into_iter().next())
+        .await;
+    assert_eq!(push["user"], b.sender.id.as_str());
+    assert_eq!(push["title"], "Booking paid");
+    let rows = drained(&app).await;
+    let pushed: Vec<_> = rows.iter().filter(|r| r.channel == "push").collect();
+    assert_eq!(pushed.len(), 1, "only the sender asked for push: {rows:?}");
+    assert_eq!(pushed[0].provider_id.as_deref(), push["id"].as_str());
+}

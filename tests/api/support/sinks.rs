@@ -125,6 +125,16 @@ impl Sinks {
         .await
     }
 
+    /// Received push messages (`user`, `title`, `body`, `id`), oldest first.
+    pub fn pushes(&self) -> Vec<Value> {
+        self.read("push-")
+    }
+
+    /// Push on, through the stand-in's gateway.
+    pub fn configure_push(&self, s: &mut Settings) {
+        s.push.api_base = format!("http://127.0.0.1:{}/push", self.sms_port);
+    }
+
     /// The SMS API answers `status` to every message until `None`.
     pub fn sms_outage(&self, status: Option<u16>) {
         let flag = self.dir.join("sms-fail");
