@@ -139,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Send through the worker.
     let started = Instant::now();
-    state.delivery.kick.notify_waiters();
+    state.delivery.wake();
     loop {
         let left: Count = diesel::sql_query(
             "SELECT count(*) AS n FROM notification_deliveries WHERE status = 'pending'",
@@ -149,7 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if left.n == 0 {
             break;
         }
-        state.delivery.kick.notify_waiters();
+        state.delivery.wake();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let worker = started.elapsed();

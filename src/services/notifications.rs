@@ -233,7 +233,7 @@ pub async fn publish(state: &AppState, stored: Vec<StoredNotification>) {
         }
     }
     if queued {
-        state.delivery.kick.notify_waiters();
+        state.delivery.wake();
     }
     for StoredNotification { row, .. } in stored {
         let user_id = row.user_id;

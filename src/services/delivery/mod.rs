@@ -40,8 +40,9 @@ pub struct Delivery {
     pub public_url: String,
     /// Domain of Message-IDs (the `From` address's).
     message_domain: String,
-    /// Wakes the workers (something was queued).
-    pub kick: tokio::sync::Notify,
+    /// One per channel (email, sms, push): wakes that worker. `notify_one` keeps a permit, so
+    /// a wake-up that arrives mid-round is not lost.
+    kicks: [tokio::sync::Notify; 3],
 }
 
 impl Delivery {
@@ -80,8 +81,23 @@ impl Delivery {
             mandatory: crate::services::notifications::mandatory_pairs(),
             public_url,
             message_domain,
-            kick: tokio::sync::Notify::new(),
+            kicks: Default::default(),
         })
+    }
+
+    /// Wakes every channel's worker (something was queued).
+    pub fn wake(&self) {
+        for kick in &self.kicks {
+            kick.notify_one();
+        }
+    }
+
+    fn kick(&self, channel: &str) -> &tokio::sync::Notify {
+        &self.kicks[match channel {
+            "email" => 0,
+            "sms" => 1,
+            _ => 2,
+        }]
     }
 
     pub fn tracking_url(&self, token: &str) -> String {
@@ -115,7 +131,7 @@ fn spawn<C: Channel>(state: actix_web::web::Data<AppState>, channel: C) {
         loop {
             tokio::select! {
                 _ = every.tick() => {}
-                () = state.delivery.kick.notified() => {}
+                () = state.delivery.kick(channel.name()).notified() => {}
                 () = &mut shutdown => return,
             }
             // Keep going while rounds come back full.
@@ -201,9 +217,14 @@ async fn deliver<C: Channel>(
             }
         }
     };
-    // No connection is held while the provider answers.
+    // No connection is held while the provider answers, and the answer must come well within
+    // the lease (else another worker could claim the row meanwhile).
+    let within = Duration::from_secs(cfg.lease_secs / 2);
     let outcome = match prepared {
-        Ok(message) => match channel.send(message).await {
+        Ok(message) => match tokio::time::timeout(within, channel.send(message))
+            .await
+            .unwrap_or_else(|_| Err(SendError::Transient("no answer in time".into())))
+        {
             Ok(id) => Outcome::Sent(id),
             Err(SendError::Permanent(e)) => Outcome::Failed(e),
             Err(SendError::Transient(e)) if row.attempts >= cfg.max_attempts as i32 => {

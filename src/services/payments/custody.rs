@@ -70,7 +70,7 @@ fn queued(state: &AppState, channels: &[&'static str]) {
         state.metrics.notifications.message(channel, "queued");
     }
     if !channels.is_empty() {
-        state.delivery.kick.notify_waiters();
+        state.delivery.wake();
     }
 }
 
