@@ -71,6 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The worker only runs when kicked (after the enqueue phase).
     settings.notifications.poll_interval_ms = 3_600_000;
     settings.notifications.batch_size = u32::try_from(batch)?;
+    settings.notifications.concurrency = u32::try_from(batch)?;
     settings.notifications.max_per_recipient_per_hour = u32::MAX;
     startup::prepare_database(&settings).await?;
     let smtp = Smtp::new(&settings.email)?;

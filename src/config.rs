@@ -102,8 +102,11 @@ pub struct NotificationSettings {
     pub locale: String,
     /// How often each channel's worker looks for due messages (it is also woken on commit).
     pub poll_interval_ms: u64,
-    /// Messages one worker claims at once, and sends concurrently.
+    /// Messages one worker claims at once.
     pub batch_size: u32,
+    /// Of those, sent at the same time (each holds an SMTP connection or an HTTP request, and
+    /// briefly a database connection).
+    pub concurrency: u32,
     /// A claimed message is someone else's to retry after this long (a send never takes
     /// longer: the channels' own timeouts are shorter).
     pub lease_secs: u64,
@@ -527,7 +530,7 @@ pub struct StripeSettings {
 }
 
 impl NotificationSettings {
-    fn validate(&self, email: &EmailSettings) -> Result<(), ConfigError> {
+    fn validate(&self, email: &EmailSettings, sms: &SmsSettings) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError(m.to_owned()));
         if self.poll_interval_ms == 0 || self.batch_size == 0 || self.max_attempts == 0 {
             return fail("`notifications.poll_interval_ms`, `batch_size` and `max_attempts` must be at least 1");
@@ -543,8 +546,12 @@ impl NotificationSettings {
         if self.lease_secs < 10 {
             return fail("`notifications.lease_secs` must be at least 10");
         }
-        if email.timeout_ms >= self.lease_secs * 1000 {
-            return fail("`email.timeout_ms` must be shorter than `notifications.lease_secs`");
+        if self.concurrency == 0 {
+            return fail("`notifications.concurrency` must be at least 1");
+        }
+        // A send is cut at half the lease; the providers' own timeouts must be shorter.
+        if email.timeout_ms >= self.lease_secs * 500 || sms.timeout_ms >= self.lease_secs * 500 {
+            return fail("`email.timeout_ms` and `sms.timeout_ms` must be shorter than half `notifications.lease_secs`");
         }
         if email.enabled() && !matches!(email.smtp_tls.as_str(), "none" | "starttls" | "tls") {
             return fail("`email.smtp_tls` must be none, starttls or tls");
@@ -725,7 +732,9 @@ impl Settings {
                     .to_owned(),
             ));
         }
-        settings.notifications.validate(&settings.email)?;
+        settings
+            .notifications
+            .validate(&settings.email, &settings.sms)?;
         if source.environment == Environment::Production
             && (settings.email.enabled() || settings.sms.enabled)
             && settings.notifications.public_url.is_empty()

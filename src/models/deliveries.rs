@@ -188,6 +188,40 @@ pub async fn finish(
         .await
 }
 
+/// Extends the lease of a claimed message to `lease_secs` from now; 0 when the lease was lost.
+pub async fn renew(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    lease: Uuid,
+    lease_secs: u64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE notification_deliveries SET next_attempt_at = now() + make_interval(secs => $1)
+          WHERE id = $2 AND lease = $3 AND status = 'pending'",
+    )
+    .bind::<BigInt, _>(i64::try_from(lease_secs).unwrap_or(i64::MAX))
+    .bind::<BigInt, _>(id)
+    .bind::<SqlUuid, _>(lease)
+    .execute(conn)
+    .await
+}
+
+/// Marks the pending messages of `kind` about `match_id` obsolete (a newer one replaces them).
+pub async fn supersede(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    match_id: Uuid,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE notification_deliveries SET status = 'obsolete', lease = NULL, finished_at = now()
+          WHERE kind = $1 AND status = 'pending' AND data->>'match_id' = $2",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(match_id.to_string())
+    .execute(conn)
+    .await
+}
+
 /// Puts a claimed message back to be tried at `at`.
 pub async fn retry(
     conn: &mut AsyncPgConnection,
@@ -212,22 +246,29 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// Messages sent to `address` on `channel` in the last hour.
+/// Messages sent to `address` on `channel` in the last hour: of the `mandatory` kinds when
+/// `mandatory`, else of the others (each has its own budget).
 pub async fn sent_last_hour(
     conn: &mut AsyncPgConnection,
     channel: &str,
     address: &str,
+    mandatory_kinds: &[String],
+    mandatory: bool,
 ) -> QueryResult<i64> {
-    d::table
+    let q = d::table
         .filter(d::channel.eq(channel))
         .filter(d::address.eq(address))
         .filter(d::status.eq("sent"))
         .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
             "finished_at > now() - interval '1 hour'",
         ))
-        .count()
-        .get_result(conn)
-        .await
+        .into_boxed();
+    let q = if mandatory {
+        q.filter(d::kind.eq_any(mandatory_kinds))
+    } else {
+        q.filter(d::kind.ne_all(mandatory_kinds))
+    };
+    q.count().get_result(conn).await
 }
 
 #[derive(Debug, QueryableByName)]

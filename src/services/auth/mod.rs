@@ -271,9 +271,9 @@ pub async fn login(
                 let note = crate::services::notifications::Note {
                     user: user.id,
                     kind: "new_login",
+                    // The device as it named itself, shortened; no address is kept.
                     data: serde_json::json!({
-                        "device": device.user_agent.chars().take(120).collect::<String>(),
-                        "ip": device.ip,
+                        "device": device.user_agent.chars().take(80).collect::<String>(),
                     }),
                 };
                 crate::services::notifications::write(conn, state, &[note]).await?

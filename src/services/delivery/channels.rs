@@ -120,7 +120,10 @@ impl Channel for Smtp {
             .map_err(|e| SendError::Permanent(e.to_string()))?;
         match self.transport.send(email).await {
             Ok(_) => Ok(message_id),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
+            // 535 (our credentials refused) is the channel's problem, not the message's.
+            Err(e) if e.is_permanent() && e.status().is_none_or(|c| c.to_string() != "535") => {
+                Err(SendError::Permanent(e.to_string()))
+            }
             Err(e) => Err(SendError::Transient(e.to_string())),
         }
     }
@@ -145,39 +148,52 @@ fn http_client() -> HttpClient {
 /// A response body is read up to this much (the provider's answer is small).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// POSTs and reads the answer (bounded in time and size): status and body.
+/// POSTs and reads the answer (bounded in time and size): the status, and the body if it
+/// could be read (an accepted message whose answer got lost is still accepted).
 async fn post(
     client: &HttpClient,
     request: hyper::Request<Full<Bytes>>,
     timeout: Duration,
-) -> Result<(hyper::StatusCode, Bytes), SendError> {
-    let call = async {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| SendError::Transient(format!("request failed: {e}")))?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| SendError::Transient(format!("reading the answer failed: {e}")))?
-            .to_bytes();
-        Ok((status, body))
-    };
-    tokio::time::timeout(timeout, call)
+) -> Result<(hyper::StatusCode, Option<Bytes>), SendError> {
+    let response = tokio::time::timeout(timeout, client.request(request))
         .await
         .map_err(|_| SendError::Transient("timed out".into()))?
+        .map_err(|e| SendError::Transient(format!("request failed: {e}")))?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect();
+    let body = match tokio::time::timeout(timeout, body).await {
+        Ok(Ok(collected)) => Some(collected.to_bytes()),
+        _ => None,
+    };
+    Ok((status, body))
 }
 
-/// 429 and 5xx may pass later; other 4xx never will.
+/// 429 and 5xx may pass later; so may 401/403 (our credentials: a channel's problem, being
+/// fixed, not the message's); other 4xx never will.
 fn refused(status: hyper::StatusCode, body: &[u8]) -> SendError {
     let detail = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     let message = format!("{status}: {detail}");
-    if status == hyper::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+    if status == hyper::StatusCode::TOO_MANY_REQUESTS
+        || status == hyper::StatusCode::UNAUTHORIZED
+        || status == hyper::StatusCode::FORBIDDEN
+        || status.is_server_error()
+    {
         SendError::Transient(message)
     } else {
         SendError::Permanent(message)
     }
+}
+
+/// The provider's id from an accepted message's answer (empty when it cannot be read: the
+/// message is out either way, and sending it again would duplicate it).
+fn accepted_id(body: Option<&Bytes>, field: &str) -> String {
+    let id = body
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v.get(field).and_then(|s| s.as_str()).map(str::to_owned));
+    if id.is_none() {
+        tracing::warn!(field, "a provider accepted a message without a readable id");
+    }
+    id.unwrap_or_default()
 }
 
 /// SMS through Twilio's Messages API shape.
@@ -260,13 +276,9 @@ impl Channel for TwilioSms {
             .map_err(|e| SendError::Permanent(e.to_string()))?;
         let (status, answer) = post(&self.client, request, self.timeout).await?;
         if !status.is_success() {
-            return Err(refused(status, &answer));
+            return Err(refused(status, answer.as_deref().unwrap_or_default()));
         }
-        let sid = serde_json::from_slice::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v.get("sid").and_then(|s| s.as_str()).map(str::to_owned))
-            .ok_or_else(|| SendError::Transient("an answer without a message sid".into()))?;
-        Ok(sid)
+        Ok(accepted_id(answer.as_ref(), "sid"))
     }
 }
 
@@ -311,12 +323,9 @@ impl Channel for PushGateway {
             .map_err(|e| SendError::Permanent(e.to_string()))?;
         let (status, answer) = post(&self.client, request, Duration::from_secs(10)).await?;
         if !status.is_success() {
-            return Err(refused(status, &answer));
+            return Err(refused(status, answer.as_deref().unwrap_or_default()));
         }
-        Ok(serde_json::from_slice::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|s| s.as_str()).map(str::to_owned))
-            .unwrap_or_default())
+        Ok(accepted_id(answer.as_ref(), "id"))
     }
 }
 
@@ -343,8 +352,17 @@ mod tests {
             SendError::Transient(_)
         ));
         assert!(matches!(
+            refused(hyper::StatusCode::UNAUTHORIZED, b""),
+            SendError::Transient(_)
+        ));
+        assert!(matches!(
             refused(hyper::StatusCode::BAD_REQUEST, b"{\"code\":21211}"),
             SendError::Permanent(_)
         ));
+        assert_eq!(
+            accepted_id(Some(&Bytes::from_static(b"{\"sid\":\"SM1\"}")), "sid"),
+            "SM1"
+        );
+        assert_eq!(accepted_id(None, "sid"), "");
     }
 }

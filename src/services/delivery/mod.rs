@@ -174,7 +174,7 @@ pub async fn round<C: Channel>(state: &AppState, channel: &C) -> Result<usize, A
         by_address.entry(row.address.clone()).or_default().push(row);
     }
     futures_util::stream::iter(by_address.into_values())
-        .for_each_concurrent(None, |rows| async move {
+        .for_each_concurrent(Some(cfg.concurrency.max(1) as usize), |rows| async move {
             for row in rows {
                 let id = row.id;
                 if let Err(e) = deliver(state, channel, row, lease).await {
@@ -185,6 +185,51 @@ pub async fn round<C: Channel>(state: &AppState, channel: &C) -> Result<usize, A
         })
         .await;
     Ok(n)
+}
+
+/// Why a message could not be rendered.
+enum RenderError {
+    /// Never renders (a broken template, a row without what it needs).
+    Template(String),
+    /// Reading what the message needs failed; it may work later.
+    Database(AppError),
+}
+
+impl RenderError {
+    fn template(e: templates::TemplateError) -> Self {
+        Self::Template(e.to_string())
+    }
+}
+
+/// Kinds whose messages cannot be switched off: they count against their own hourly budget, so
+/// a flood of other messages cannot suppress a security alert.
+fn mandatory_kinds(state: &AppState) -> Vec<String> {
+    state
+        .delivery
+        .mandatory
+        .iter()
+        .filter_map(|pair| pair.split_once(':').map(|(kind, _)| kind.to_owned()))
+        .collect()
+}
+
+async fn record_sent(
+    state: &AppState,
+    row: &DeliveryRow,
+    lease: Uuid,
+    provider_id: &str,
+) -> Result<(), AppError> {
+    let mut conn = db::conn(&state.db).await?;
+    let name = row.channel.as_str();
+    if rows::finish(&mut conn, row.id, lease, "sent", Some(provider_id), None).await? == 1 {
+        state.metrics.notifications.message(name, "sent");
+    } else {
+        tracing::warn!(
+            delivery = row.id,
+            channel = name,
+            "lease lost before the outcome was recorded"
+        );
+    }
+    Ok(())
 }
 
 /// How a claimed message ended.
@@ -204,16 +249,49 @@ async fn deliver<C: Channel>(
 ) -> Result<(), AppError> {
     let cfg = &state.settings.notifications;
     let name = channel.name();
+    let mandatory = state
+        .delivery
+        .mandatory
+        .iter()
+        .any(|pair| pair.split_once(':') == Some((row.kind.as_str(), name)));
     let prepared = {
         let mut conn = db::conn(&state.db).await?;
-        let recent = rows::sent_last_hour(&mut conn, name, &row.address).await?;
-        if recent >= i64::from(cfg.max_per_recipient_per_hour) {
+        // The lease is renewed for this row right before its send (the batch's lease was taken
+        // at claim time; earlier rows of the same address may have used some of it). Lost:
+        // another worker has the row now; leave it alone.
+        if rows::renew(&mut conn, row.id, lease, cfg.lease_secs).await? == 0 {
+            tracing::warn!(
+                delivery = row.id,
+                channel = name,
+                "lease lost before sending"
+            );
+            return Ok(());
+        }
+        if row.attempts > cfg.max_attempts as i32 {
+            // Claimed again and again without reaching an answer (e.g. the database failed
+            // around the send each time): give up.
+            Err(Outcome::Failed(format!(
+                "no outcome after {} claims",
+                row.attempts
+            )))
+        } else if rows::sent_last_hour(
+            &mut conn,
+            name,
+            &row.address,
+            &mandatory_kinds(state),
+            mandatory,
+        )
+        .await?
+            >= i64::from(cfg.max_per_recipient_per_hour)
+        {
             Err(Outcome::Suppressed)
         } else {
             match render(state, &mut conn, &row).await {
                 Ok(Some(message)) => Ok(message),
                 Ok(None) => Err(Outcome::Obsolete),
-                Err(e) => Err(Outcome::Failed(e)),
+                Err(RenderError::Template(e)) => Err(Outcome::Failed(e)),
+                // The database failed: try again later.
+                Err(RenderError::Database(e)) => Err(Outcome::Retry(e.to_string())),
             }
         }
     };
@@ -232,8 +310,25 @@ async fn deliver<C: Channel>(
             }
             Err(SendError::Transient(e)) => Outcome::Retry(e),
         },
+        Err(Outcome::Retry(e)) if row.attempts >= cfg.max_attempts as i32 => {
+            Outcome::Failed(format!("gave up after {} attempts: {e}", row.attempts))
+        }
         Err(outcome) => outcome,
     };
+    if let Outcome::Sent(id) = &outcome {
+        // The message is out: recording it must not be lost to one busy moment of the pool
+        // (the row would be sent again after its lease).
+        for attempt in 1..=3u64 {
+            match record_sent(state, &row, lease, id).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(delivery = row.id, channel = name, error = %e, "recording a sent message failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let mut conn = db::conn(&state.db).await?;
     let metrics = &state.metrics.notifications;
     let (recorded, label) = match &outcome {
@@ -242,7 +337,8 @@ async fn deliver<C: Channel>(
             "sent",
         ),
         Outcome::Failed(e) => {
-            tracing::error!(delivery = row.id, channel = name, kind = %row.kind, error = %e, "notification failed");
+            // The provider's words (kept in `last_error`) may quote the address: not logged.
+            tracing::error!(delivery = row.id, channel = name, kind = %row.kind, attempts = row.attempts, "notification failed");
             (
                 rows::finish(&mut conn, row.id, lease, "failed", None, Some(e)).await?,
                 "failed",
@@ -255,7 +351,12 @@ async fn deliver<C: Channel>(
                     cfg.backoff_max_ms,
                     row.attempts - 1,
                 );
-            tracing::info!(delivery = row.id, channel = name, attempt = row.attempts, error = %e, "notification will be retried");
+            tracing::info!(
+                delivery = row.id,
+                channel = name,
+                attempt = row.attempts,
+                "notification will be retried"
+            );
             (
                 rows::retry(&mut conn, row.id, lease, at, e).await?,
                 "retried",
@@ -299,7 +400,7 @@ async fn render(
     state: &AppState,
     conn: &mut AsyncPgConnection,
     row: &DeliveryRow,
-) -> Result<Option<Outgoing>, String> {
+) -> Result<Option<Outgoing>, RenderError> {
     let templates = &state.delivery.templates;
     let mut code = None;
     let mut tracking_url = None;
@@ -310,11 +411,13 @@ async fn render(
             .and_then(|v| v.as_str())
             .and_then(|s| s.parse::<Uuid>().ok())
         else {
-            return Err("a recipient message without its match".into());
+            return Err(RenderError::Template(
+                "a recipient message without its match".into(),
+            ));
         };
         match crate::services::payments::custody::recipient_view(conn, state, match_id)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(RenderError::Database)?
         {
             Some((c, token)) => {
                 code = Some(c);
@@ -339,14 +442,16 @@ async fn render(
                 row.created_at.timestamp(),
                 state.delivery.message_domain
             ),
-            mail: templates.email(kind, &ctx).map_err(|e| e.to_string())?,
+            mail: templates.email(kind, &ctx).map_err(RenderError::template)?,
         },
         "sms" => Outgoing::Text {
             to: row.address.clone(),
-            body: templates.sms(kind, &ctx).map_err(|e| e.to_string())?,
+            body: templates.sms(kind, &ctx).map_err(RenderError::template)?,
         },
         _ => {
-            let (title, body) = templates.in_app(kind, &ctx).map_err(|e| e.to_string())?;
+            let (title, body) = templates
+                .in_app(kind, &ctx)
+                .map_err(RenderError::template)?;
             Outgoing::Push {
                 user: row.address.clone(),
                 title,

@@ -94,6 +94,15 @@ async fn tell_recipient(
         .await?
         .ok_or_else(|| AppError::internal("a match without its parcel"))?;
     let data = serde_json::json!({"match_id": m.id, "reissued": reissued});
+    if reissued {
+        // A message with the old code still waiting would now carry the new one: one is enough.
+        crate::models::deliveries::supersede(
+            conn,
+            crate::services::delivery::templates::RECIPIENT_CODE,
+            m.id,
+        )
+        .await?;
+    }
     let channels = &state.delivery.channels;
     let locale = state.settings.notifications.locale.as_str();
     let (mut new, mut on) = (Vec::new(), Vec::new());
