@@ -188,22 +188,43 @@ pub async fn finish(
         .await
 }
 
-/// Extends the lease of a claimed message to `lease_secs` from now; 0 when the lease was lost.
-pub async fn renew(
+#[derive(QueryableByName)]
+struct Recent {
+    #[diesel(sql_type = BigInt)]
+    recent: i64,
+}
+
+/// Extends the lease of a claimed message to `lease_secs` from now and, in the same round trip,
+/// counts the messages sent to its address on its channel in the last hour — of the
+/// `mandatory` kinds when it is one of them, else of the others (each has its own budget).
+/// `None` when the lease was lost.
+pub async fn renew_and_count_recent(
     conn: &mut AsyncPgConnection,
-    id: i64,
+    row: &DeliveryRow,
     lease: Uuid,
     lease_secs: u64,
-) -> QueryResult<usize> {
+    mandatory_kinds: &[String],
+    mandatory: bool,
+) -> QueryResult<Option<i64>> {
     diesel::sql_query(
         "UPDATE notification_deliveries SET next_attempt_at = now() + make_interval(secs => $1)
-          WHERE id = $2 AND lease = $3 AND status = 'pending'",
+          WHERE id = $2 AND lease = $3 AND status = 'pending'
+         RETURNING (SELECT count(*) FROM notification_deliveries s
+                     WHERE s.channel = $4 AND s.address = $5 AND s.status = 'sent'
+                       AND s.finished_at > now() - interval '1 hour'
+                       AND (s.kind = ANY($6)) = $7) AS recent",
     )
     .bind::<BigInt, _>(i64::try_from(lease_secs).unwrap_or(i64::MAX))
-    .bind::<BigInt, _>(id)
+    .bind::<BigInt, _>(row.id)
     .bind::<SqlUuid, _>(lease)
-    .execute(conn)
+    .bind::<Text, _>(&row.channel)
+    .bind::<Text, _>(&row.address)
+    .bind::<Array<Text>, _>(mandatory_kinds)
+    .bind::<diesel::sql_types::Bool, _>(mandatory)
+    .get_result::<Recent>(conn)
     .await
+    .optional()
+    .map(|r| r.map(|r| r.recent))
 }
 
 /// Marks the pending messages of `kind` about `match_id` obsolete (a newer one replaces them).
@@ -244,31 +265,6 @@ pub async fn retry(
 
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
-}
-
-/// Messages sent to `address` on `channel` in the last hour: of the `mandatory` kinds when
-/// `mandatory`, else of the others (each has its own budget).
-pub async fn sent_last_hour(
-    conn: &mut AsyncPgConnection,
-    channel: &str,
-    address: &str,
-    mandatory_kinds: &[String],
-    mandatory: bool,
-) -> QueryResult<i64> {
-    let q = d::table
-        .filter(d::channel.eq(channel))
-        .filter(d::address.eq(address))
-        .filter(d::status.eq("sent"))
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "finished_at > now() - interval '1 hour'",
-        ))
-        .into_boxed();
-    let q = if mandatory {
-        q.filter(d::kind.eq_any(mandatory_kinds))
-    } else {
-        q.filter(d::kind.ne_all(mandatory_kinds))
-    };
-    q.count().get_result(conn).await
 }
 
 #[derive(Debug, QueryableByName)]

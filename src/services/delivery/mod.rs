@@ -249,24 +249,30 @@ async fn deliver<C: Channel>(
 ) -> Result<(), AppError> {
     let cfg = &state.settings.notifications;
     let name = channel.name();
-    let mandatory = state
-        .delivery
-        .mandatory
-        .iter()
-        .any(|pair| pair.split_once(':') == Some((row.kind.as_str(), name)));
+    let mandatory_kinds = mandatory_kinds(state);
+    let mandatory = mandatory_kinds.contains(&row.kind);
     let prepared = {
         let mut conn = db::conn(&state.db).await?;
         // The lease is renewed for this row right before its send (the batch's lease was taken
         // at claim time; earlier rows of the same address may have used some of it). Lost:
         // another worker has the row now; leave it alone.
-        if rows::renew(&mut conn, row.id, lease, cfg.lease_secs).await? == 0 {
+        let Some(recent) = rows::renew_and_count_recent(
+            &mut conn,
+            &row,
+            lease,
+            cfg.lease_secs,
+            &mandatory_kinds,
+            mandatory,
+        )
+        .await?
+        else {
             tracing::warn!(
                 delivery = row.id,
                 channel = name,
                 "lease lost before sending"
             );
             return Ok(());
-        }
+        };
         if row.attempts > cfg.max_attempts as i32 {
             // Claimed again and again without reaching an answer (e.g. the database failed
             // around the send each time): give up.
@@ -274,16 +280,7 @@ async fn deliver<C: Channel>(
                 "no outcome after {} claims",
                 row.attempts
             )))
-        } else if rows::sent_last_hour(
-            &mut conn,
-            name,
-            &row.address,
-            &mandatory_kinds(state),
-            mandatory,
-        )
-        .await?
-            >= i64::from(cfg.max_per_recipient_per_hour)
-        {
+        } else if recent >= i64::from(cfg.max_per_recipient_per_hour) {
             Err(Outcome::Suppressed)
         } else {
             match render(state, &mut conn, &row).await {
