@@ -223,13 +223,17 @@ async fn record_sent(
     if rows::finish(&mut conn, row.id, lease, "sent", Some(provider_id), None).await? == 1 {
         state.metrics.notifications.message(name, "sent");
     } else {
-        tracing::warn!(
-            delivery = row.id,
-            channel = name,
-            "lease lost before the outcome was recorded"
-        );
+        lease_lost(row.id, name);
     }
     Ok(())
+}
+
+fn lease_lost(id: i64, channel: &str) {
+    tracing::warn!(
+        delivery = id,
+        channel,
+        "lease lost before the outcome was recorded"
+    );
 }
 
 /// How a claimed message ended.
@@ -329,10 +333,8 @@ async fn deliver<C: Channel>(
     let mut conn = db::conn(&state.db).await?;
     let metrics = &state.metrics.notifications;
     let (recorded, label) = match &outcome {
-        Outcome::Sent(id) => (
-            rows::finish(&mut conn, row.id, lease, "sent", Some(id), None).await?,
-            "sent",
-        ),
+        // Recorded above, with retries.
+        Outcome::Sent(_) => return Ok(()),
         Outcome::Failed(e) => {
             // The provider's words (kept in `last_error`) may quote the address: not logged.
             tracing::error!(delivery = row.id, channel = name, kind = %row.kind, attempts = row.attempts, "notification failed");
@@ -382,11 +384,7 @@ async fn deliver<C: Channel>(
     if recorded == 1 {
         metrics.message(name, label);
     } else {
-        tracing::warn!(
-            delivery = row.id,
-            channel = name,
-            "lease lost before the outcome was recorded"
-        );
+        lease_lost(row.id, name);
     }
     Ok(())
 }
