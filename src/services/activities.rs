@@ -67,10 +67,7 @@ pub async fn list(
     limit: Option<i64>,
 ) -> Result<ActivityPage, AppError> {
     let limit = clamp_limit(limit);
-    let before = cursor
-        .map(|c| state.cursors.decode(SCOPE, c))
-        .transpose()?
-        .map(|p| p.id);
+    let before = state.cursors.before_id(SCOPE, cursor)?;
     let mut conn = db::conn(&state.db).await?;
     let rows = activities::list(&mut conn, auth.user_id.0, before, limit).await?;
     let (rows, next) = split_page(rows, limit, |r| Position {

@@ -157,10 +157,7 @@ pub async fn list(
     limit: Option<i64>,
 ) -> Result<NotificationPage, AppError> {
     let limit = clamp_limit(limit);
-    let before = cursor
-        .map(|c| state.cursors.decode(SCOPE, c))
-        .transpose()?
-        .map(|p| p.id);
+    let before = state.cursors.before_id(SCOPE, cursor)?;
     let mut conn = db::conn(&state.db).await?;
     let found = rows::list(&mut conn, auth.user_id.0, unread_only, before, limit).await?;
     let unread_count = rows::unread_count(&mut conn, auth.user_id.0).await?;

@@ -110,6 +110,14 @@ impl Cursors {
         }
         serde_json::from_slice(&payload).map_err(|_| invalid_cursor())
     }
+
+    /// The id a page of an id-ordered list starts below (`None`: the first page).
+    pub fn before_id(&self, scope: &str, cursor: Option<&str>) -> Result<Option<Uuid>, AppError> {
+        Ok(cursor
+            .map(|c| self.decode(scope, c))
+            .transpose()?
+            .map(|p| p.id))
+    }
 }
 
 /// Splits a `limit + 1` read into the page and the position of its last row if more follow.

@@ -162,10 +162,7 @@ pub async fn list(
     limit: Option<i64>,
 ) -> Result<MatchPage, AppError> {
     let limit = clamp_limit(limit);
-    let before = cursor
-        .map(|c| state.cursors.decode(SCOPE, c))
-        .transpose()?
-        .map(|p| p.id);
+    let before = state.cursors.before_id(SCOPE, cursor)?;
     let mut conn = db::conn(&state.db).await?;
     let filter = MatchFilter {
         user: auth.user_id.0,

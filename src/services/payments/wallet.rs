@@ -101,10 +101,7 @@ pub async fn transactions(
     limit: Option<i64>,
 ) -> Result<LinePage, AppError> {
     let limit = clamp_limit(limit);
-    let before = cursor
-        .map(|c| state.cursors.decode(SCOPE, c))
-        .transpose()?
-        .map(|p| p.id);
+    let before = state.cursors.before_id(SCOPE, cursor)?;
     let mut conn = db::conn(&state.db).await?;
     let found = lines::lines(&mut conn, auth.user_id.0, before, limit).await?;
     let (found, next) = split_page(found, limit, |l: &LineRow| Position {
