@@ -349,6 +349,26 @@ async fn withdrawal_note(
     notifications::write(conn, state, &[note]).await
 }
 
+/// The payout went through: the money leaves the in-flight account for the user's paid-out
+/// balance and the withdrawal is `paid` with the provider's transfer.
+async fn settle_withdrawal(
+    conn: &mut AsyncPgConnection,
+    w: &WithdrawalRow,
+    transfer_id: &str,
+) -> Result<WithdrawalRow, AppError> {
+    post(
+        conn,
+        format!("withdrawal:{}:settle", w.id),
+        Account::PayoutsInFlight,
+        Account::UserPaidOut(w.user_id),
+        w.amount,
+        &w.currency,
+        Reference::Withdrawal(w.id),
+    )
+    .await?;
+    Ok(rows::set_withdrawal(conn, w.id, "paid", Some(transfer_id), None).await?)
+}
+
 /// Provider calls back off from the sweep interval up to an hour.
 fn backoff(base_ms: u64, attempts: i32) -> Duration {
     crate::services::retry::backoff(base_ms, 3_600_000, attempts)
@@ -410,17 +430,7 @@ async fn after_done(
         (None, Some(w)) => {
             let w = rows::withdrawal_for_update(conn, w).await?;
             if w.status == "pending" {
-                post(
-                    conn,
-                    format!("withdrawal:{}:settle", w.id),
-                    Account::PayoutsInFlight,
-                    Account::UserPaidOut(w.user_id),
-                    w.amount,
-                    &w.currency,
-                    Reference::Withdrawal(w.id),
-                )
-                .await?;
-                rows::set_withdrawal(conn, w.id, "paid", Some(reference), None).await?;
+                settle_withdrawal(conn, &w, reference).await?;
             }
         }
         (None, None) => {}
@@ -537,17 +547,7 @@ pub async fn reverse_transferred(
         }
         // The call was parked in doubt, yet the transfer exists: it went through. Settle it
         // first, then reverse.
-        post(
-            conn,
-            format!("withdrawal:{}:settle", w.id),
-            Account::PayoutsInFlight,
-            Account::UserPaidOut(w.user_id),
-            w.amount,
-            &w.currency,
-            Reference::Withdrawal(w.id),
-        )
-        .await?;
-        w = rows::set_withdrawal(conn, w.id, "paid", Some(transfer_id), None).await?;
+        w = settle_withdrawal(conn, &w, transfer_id).await?;
     }
     if w.status != "paid" {
         return Ok(false);
