@@ -431,26 +431,19 @@ pub async fn tracking_token(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResu
         .map(Option::flatten)
 }
 
-pub async fn find_by_tracking_token(
+/// The recipient's view of the match behind a tracking token: status, picked up, delivered.
+pub async fn tracking_by_token(
     conn: &mut AsyncPgConnection,
     token: &str,
-) -> QueryResult<Option<MatchRow>> {
+) -> QueryResult<Option<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>> {
     matches::table
         .filter(matches::tracking_token.eq(token))
-        .select(MatchRow::as_select())
+        .select((
+            matches::status,
+            matches::picked_up_at,
+            matches::delivered_at,
+        ))
         .first(conn)
         .await
         .optional()
-}
-
-/// When the parcel was picked up and delivered.
-pub async fn custody_times(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> QueryResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
-    matches::table
-        .find(id)
-        .select((matches::picked_up_at, matches::delivered_at))
-        .first(conn)
-        .await
 }

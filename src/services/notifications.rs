@@ -222,16 +222,12 @@ pub async fn nudge_offline(state: &AppState, user: Uuid, room_id: Uuid) {
 /// After the notifications' transaction committed: wakes the delivery workers and pushes the
 /// notifications live.
 pub async fn publish(state: &AppState, stored: Vec<StoredNotification>) {
-    let mut queued = false;
-    for note in &stored {
-        for channel in &note.channels {
-            state.metrics.notifications.message(channel, "queued");
-            queued = true;
-        }
-    }
-    if queued {
-        state.delivery.wake();
-    }
+    state.delivery.queued(
+        &state.metrics.notifications,
+        stored
+            .iter()
+            .flat_map(|n| n.channels.iter().map(String::as_str)),
+    );
     for StoredNotification { row, .. } in stored {
         let user_id = row.user_id;
         let notification = serde_json::to_value(NotificationView::from(row)).unwrap_or_default();

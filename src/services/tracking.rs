@@ -36,12 +36,11 @@ pub async fn by_token(state: &AppState, token: &str) -> Result<TrackingView, App
         return Err(AppError::not_found());
     }
     let mut conn = db::conn(&state.db).await?;
-    let m = rows::find_by_tracking_token(&mut conn, token)
+    let (status, picked_up_at, delivered_at) = rows::tracking_by_token(&mut conn, token)
         .await?
         .ok_or_else(AppError::not_found)?;
-    let (picked_up_at, delivered_at) = rows::custody_times(&mut conn, m.id).await?;
     Ok(TrackingView {
-        status: m.status,
+        status,
         picked_up_at,
         delivered_at,
         latest: None,

@@ -36,6 +36,8 @@ pub struct Delivery {
     /// `kind:channel` pairs on by default, and those that cannot be switched off.
     pub defaults: Vec<String>,
     pub mandatory: Vec<String>,
+    /// The kinds in `mandatory` (their messages have an hourly budget of their own).
+    mandatory_kinds: Vec<String>,
     /// Base of links in messages.
     pub public_url: String,
     /// Domain of Message-IDs (the `From` address's).
@@ -78,6 +80,7 @@ impl Delivery {
             templates,
             channels,
             defaults: crate::services::notifications::default_pairs(),
+            mandatory_kinds: mandatory_kinds(&crate::services::notifications::mandatory_pairs()),
             mandatory: crate::services::notifications::mandatory_pairs(),
             public_url,
             message_domain,
@@ -98,6 +101,22 @@ impl Delivery {
             "sms" => 1,
             _ => 2,
         }]
+    }
+
+    /// After the commit that queued messages on `channels`: count them and wake the workers.
+    pub fn queued<'a>(
+        &self,
+        metrics: &crate::telemetry::metrics::NotificationSeries,
+        channels: impl IntoIterator<Item = &'a str>,
+    ) {
+        let mut any = false;
+        for channel in channels {
+            metrics.message(channel, "queued");
+            any = true;
+        }
+        if any {
+            self.wake();
+        }
     }
 
     pub fn tracking_url(&self, token: &str) -> String {
@@ -203,13 +222,13 @@ impl RenderError {
 
 /// Kinds whose messages cannot be switched off: they count against their own hourly budget, so
 /// a flood of other messages cannot suppress a security alert.
-fn mandatory_kinds(state: &AppState) -> Vec<String> {
-    state
-        .delivery
-        .mandatory
+fn mandatory_kinds(pairs: &[String]) -> Vec<String> {
+    let mut kinds: Vec<String> = pairs
         .iter()
         .filter_map(|pair| pair.split_once(':').map(|(kind, _)| kind.to_owned()))
-        .collect()
+        .collect();
+    kinds.dedup();
+    kinds
 }
 
 async fn record_sent(
@@ -253,7 +272,7 @@ async fn deliver<C: Channel>(
 ) -> Result<(), AppError> {
     let cfg = &state.settings.notifications;
     let name = channel.name();
-    let mandatory_kinds = mandatory_kinds(state);
+    let mandatory_kinds = &state.delivery.mandatory_kinds;
     let mandatory = mandatory_kinds.contains(&row.kind);
     let prepared = {
         let mut conn = db::conn(&state.db).await?;
@@ -265,7 +284,7 @@ async fn deliver<C: Channel>(
             &row,
             lease,
             cfg.lease_secs,
-            &mandatory_kinds,
+            mandatory_kinds,
             mandatory,
         )
         .await?

@@ -134,10 +134,6 @@ impl Templates {
         Ok(())
     }
 
-    pub fn has_kind(kind: &str) -> bool {
-        EN.iter().any(|(k, ..)| *k == kind)
-    }
-
     fn name(&self, channel: &str, kind: &str) -> String {
         format!("{}/{channel}/{kind}.j2", self.locale)
     }

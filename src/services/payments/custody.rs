@@ -64,16 +64,6 @@ pub async fn issue(
     }
 }
 
-/// After the commit that queued recipient messages: count them and wake the workers.
-fn queued(state: &AppState, channels: &[&'static str]) {
-    for channel in channels {
-        state.metrics.notifications.message(channel, "queued");
-    }
-    if !channels.is_empty() {
-        state.delivery.wake();
-    }
-}
-
 /// 32 random bytes, URL-safe: the recipient's tracking link cannot be guessed.
 fn new_tracking_token() -> String {
     use base64::Engine;
@@ -269,7 +259,9 @@ pub async fn hand_over(
     drop(conn);
     // A release may have queued a payout; a pickup, the recipient's messages.
     state.payments.kick.notify_one();
-    queued(state, &recipient);
+    state
+        .delivery
+        .queued(&state.metrics.notifications, recipient);
     touched.publish(state).await;
     Ok(view(row, Some(events)))
 }
@@ -320,7 +312,9 @@ pub async fn reissue(
         .await?;
     let (row, recipient) = row;
     // A reissued delivery code is on its way to the recipient.
-    queued(state, &recipient);
+    state
+        .delivery
+        .queued(&state.metrics.notifications, recipient);
     let events = match_rows::events(&mut conn, row.id).await?;
     Ok(view(row, Some(events)))
 }
