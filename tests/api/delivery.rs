@@ -207,22 +207,20 @@ async fn users_get_emails_and_texts_as_their_preferences_say() {
     let b = accepted(&app, 48).await;
     // The sender wants no email about payments; the traveler wants texts about earnings.
     let res = app
-        .client
-        .put(app.url("/api/notifications/preferences"))
-        .bearer_auth(&b.sender.access_token)
-        .json(&json!({"preferences": [{"kind": "match_paid", "channels": {"email": false}}]}))
-        .send()
-        .await
-        .unwrap();
+        .put_as(
+            &b.sender,
+            "/api/notifications/preferences",
+            &json!({"preferences": [{"kind": "match_paid", "channels": {"email": false}}]}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let res = app
-        .client
-        .put(app.url("/api/notifications/preferences"))
-        .bearer_auth(&b.traveler.access_token)
-        .json(&json!({"preferences": [{"kind": "funds_released", "channels": {"sms": true}}]}))
-        .send()
-        .await
-        .unwrap();
+        .put_as(
+            &b.traveler,
+            "/api/notifications/preferences",
+            &json!({"preferences": [{"kind": "funds_released", "channels": {"sms": true}}]}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let res = app
         .patch_as(
@@ -566,13 +564,12 @@ async fn push_goes_through_the_same_outbox_when_a_gateway_is_configured() {
     let b = accepted(&app, 48).await;
     // Push is off by default; the sender switches it on for payments.
     let res = app
-        .client
-        .put(app.url("/api/notifications/preferences"))
-        .bearer_auth(&b.sender.access_token)
-        .json(&json!({"preferences": [{"kind": "match_paid", "channels": {"push": true}}]}))
-        .send()
-        .await
-        .unwrap();
+        .put_as(
+            &b.sender,
+            "/api/notifications/preferences",
+            &json!({"preferences": [{"kind": "match_paid", "channels": {"push": true}}]}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     app.pay(&b).await;
     let push = sinks

@@ -139,17 +139,17 @@ async fn preferences_have_defaults_change_all_or_nothing_and_keep_security_messa
     assert!(!channel(&prefs, "match_paid", "sms"));
     assert!(channel(&prefs, "new_login", "email"));
     let put = |body: Value| {
-        app.client
-            .put(app.url("/api/notifications/preferences"))
-            .bearer_auth(&user.access_token)
-            .json(&body)
-            .send()
+        let user = &user;
+        let app = &app;
+        async move {
+            app.put_as(user, "/api/notifications/preferences", &body)
+                .await
+        }
     };
     let res = put(json!({"preferences": [
         {"kind": "match_paid", "channels": {"email": false, "sms": true}}
     ]}))
-    .await
-    .unwrap();
+    .await;
     assert_eq!(res.status(), 200);
     let prefs: Value = res.json().await.unwrap();
     assert!(!channel(&prefs, "match_paid", "email"));
@@ -160,8 +160,7 @@ async fn preferences_have_defaults_change_all_or_nothing_and_keep_security_messa
         {"kind": "match_paid", "channels": {"email": true}},
         {"kind": "new_login", "channels": {"email": false}}
     ]}))
-    .await
-    .unwrap();
+    .await;
     assert_eq!(res.status(), 422);
     let problem: Value = res.json().await.unwrap();
     assert_eq!(
@@ -172,7 +171,7 @@ async fn preferences_have_defaults_change_all_or_nothing_and_keep_security_messa
         json!({"preferences": [{"kind": "lottery_won", "channels": {"email": true}}]}),
         json!({"preferences": [{"kind": "match_paid", "channels": {"pigeon": true}}]}),
     ] {
-        assert_eq!(put(bad).await.unwrap().status(), 422);
+        assert_eq!(put(bad).await.status(), 422);
     }
     let prefs = app.json_of(&user, "/api/notifications/preferences").await;
     assert!(

@@ -91,6 +91,18 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn put_as(&self, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
+        let (k, v) = self.bypass();
+        self.client
+            .put(self.url(path))
+            .header(k, v)
+            .bearer_auth(&user.access_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn delete_as(&self, user: &TestUser, path: &str) -> reqwest::Response {
         let (k, v) = self.bypass();
         self.client
