@@ -91,6 +91,60 @@ pub struct Settings {
     pub email: EmailSettings,
     pub sms: SmsSettings,
     pub push: PushSettings,
+    pub tracking: TrackingSettings,
+}
+
+/// Live tracking: the jitter filter, the geofence, the parcel trackers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrackingSettings {
+    /// A position whose accuracy radius is larger than this is dropped.
+    pub max_accuracy_m: f64,
+    /// A position closer than this to the latest accepted one, taken less than
+    /// `min_interval_secs` after it, is dropped.
+    pub min_move_m: f64,
+    pub min_interval_secs: i64,
+    /// A position timestamped further than this in the future is dropped (clock skew allowance).
+    pub max_future_secs: i64,
+    /// A position implying a faster move than this from the latest one is dropped.
+    pub max_speed_mps: f64,
+    /// `arriving` is raised once when the parcel comes this close to its destination.
+    pub geofence_m: f64,
+    /// A tracker with no watcher and no position on this node for this long stops.
+    pub tracker_idle_secs: u64,
+    /// The trail in `GET /api/matches/{id}/tracking` is thinned to at most this many points
+    /// unless the client asks for fewer (`points`, at most 1000).
+    pub trail_points: i64,
+}
+
+impl TrackingSettings {
+    pub fn filter(&self) -> crate::domain::tracking::FilterRules {
+        crate::domain::tracking::FilterRules {
+            max_accuracy_m: self.max_accuracy_m,
+            min_move_m: self.min_move_m,
+            min_interval_secs: self.min_interval_secs,
+            max_future_secs: self.max_future_secs,
+            max_speed_mps: self.max_speed_mps,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [self.max_accuracy_m, self.max_speed_mps, self.geofence_m]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0);
+        let min_move = self.min_move_m.is_finite() && self.min_move_m >= 0.0;
+        if !(positive && min_move)
+            || self.min_interval_secs < 0
+            || self.max_future_secs < 0
+            || self.tracker_idle_secs == 0
+            || !(2..=1000).contains(&self.trail_points)
+        {
+            return Err(ConfigError(
+                "`tracking`: max_accuracy_m, max_speed_mps and geofence_m must be > 0, min_move_m, min_interval_secs and max_future_secs >= 0, tracker_idle_secs >= 1, trail_points 2..=1000"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The delivery outbox of email, SMS and push notifications.
@@ -735,6 +789,7 @@ impl Settings {
         settings
             .notifications
             .validate(&settings.email, &settings.sms)?;
+        settings.tracking.validate()?;
         if source.environment == Environment::Production
             && (settings.email.enabled() || settings.sms.enabled)
             && settings.notifications.public_url.is_empty()

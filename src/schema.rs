@@ -41,6 +41,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    custody_events (match_id, seq) {
+        match_id -> Uuid,
+        seq -> Int4,
+        kind -> Text,
+        data -> Jsonb,
+        at -> Timestamptz,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+    }
+}
+
+diesel::table! {
     idempotency_keys (user_id, key) {
         user_id -> Uuid,
         key -> Text,
@@ -125,6 +137,9 @@ diesel::table! {
         delivered_at -> Nullable<Timestamptz>,
         release_at -> Nullable<Timestamptz>,
         tracking_token -> Nullable<Text>,
+        custody_seq -> Int4,
+        custody_head -> Nullable<Bytea>,
+        arriving_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -239,6 +254,17 @@ diesel::table! {
         failure -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    positions (match_id, recorded_at) {
+        match_id -> Uuid,
+        recorded_at -> Timestamptz,
+        lat -> Float8,
+        lng -> Float8,
+        accuracy_m -> Float4,
+        received_at -> Timestamptz,
     }
 }
 
@@ -360,6 +386,7 @@ diesel::joinable!(chat_messages -> users (sender_id));
 diesel::joinable!(chat_reads -> chat_rooms (room_id));
 diesel::joinable!(chat_reads -> users (user_id));
 diesel::joinable!(chat_rooms -> matches (match_id));
+diesel::joinable!(custody_events -> matches (match_id));
 diesel::joinable!(idempotency_keys -> users (user_id));
 diesel::joinable!(match_codes -> matches (match_id));
 diesel::joinable!(match_events -> matches (match_id));
@@ -374,6 +401,7 @@ diesel::joinable!(parcels -> users (sender_id));
 diesel::joinable!(payment_ops -> matches (match_id));
 diesel::joinable!(payment_ops -> withdrawals (withdrawal_id));
 diesel::joinable!(payments -> matches (match_id));
+diesel::joinable!(positions -> matches (match_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(trips -> users (traveler_id));
@@ -385,6 +413,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     chat_messages,
     chat_reads,
     chat_rooms,
+    custody_events,
     idempotency_keys,
     ledger_accounts,
     ledger_transfers,
@@ -397,6 +426,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     parcels,
     payment_ops,
     payments,
+    positions,
     refresh_tokens,
     sessions,
     trips,

@@ -125,6 +125,11 @@ impl Application {
             db.clone(),
             crate::services::chat::room_rules(),
         ));
+        let tracking = Arc::new(crate::services::tracking::writer::TrackWriter::start(
+            db.clone(),
+            redis.clone(),
+            events.clone(),
+        ));
         let payments = Arc::new(crate::services::payments::Payments::new(&settings)?);
         if payments.provider.is_test() && environment == Environment::Production {
             tracing::warn!(
@@ -154,6 +159,7 @@ impl Application {
             delivery,
             presence,
             chat_writer,
+            tracking,
             settings: settings.clone(),
             environment,
             db,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub events: Arc<crate::services::events::EventBus>,
     pub presence: Arc<crate::services::presence::Presence>,
     pub chat_writer: Arc<crate::services::chat_writer::ChatWriter>,
+    /// Group commit of the parcels' trails.
+    pub tracking: Arc<crate::services::tracking::writer::TrackWriter>,
     /// The payment provider (Stripe or the test provider) and the custody-code key.
     pub payments: Arc<crate::services::payments::Payments>,
     /// Templates and channels of the notification outbox.

@@ -11,6 +11,8 @@ pub mod redis_bridge;
 pub mod registry;
 pub mod session;
 pub mod sse;
+pub mod track_stream;
+pub mod tracker;
 pub mod user_hub;
 
 pub use matchmaker::Matchmaker;

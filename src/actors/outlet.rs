@@ -239,3 +239,227 @@ impl Outlets {
         });
     }
 }
+
+/// The one position frame waiting for a watcher of one tracked parcel: a newer frame replaces
+/// an older one not yet taken (a slow watcher gets the latest position, never a queue), and
+/// the watcher is woken once per frame it has not yet taken.
+#[derive(Debug, Default)]
+pub struct Slot {
+    frame: std::sync::Mutex<Option<(Arc<str>, i64)>>,
+    /// A `Wake` is on its way (or the watcher is not taking frames yet).
+    armed: AtomicBool,
+}
+
+impl Slot {
+    /// A slot that stays quiet until the watcher first `take`s (its subscription is answered
+    /// first).
+    pub fn held() -> Self {
+        Self {
+            frame: std::sync::Mutex::new(None),
+            armed: AtomicBool::new(true),
+        }
+    }
+
+    /// Puts a frame; `(replaced an untaken one, a wake-up is due)`.
+    fn put(&self, text: Arc<str>, published_us: i64) -> (bool, bool) {
+        let replaced = self
+            .frame
+            .lock()
+            .map(|mut f| f.replace((text, published_us)).is_some())
+            .unwrap_or(false);
+        (replaced, !self.armed.swap(true, Ordering::AcqRel))
+    }
+
+    /// Takes the waiting frame (and asks to be woken for the next one).
+    pub fn take(&self) -> Option<(Arc<str>, i64)> {
+        self.armed.store(false, Ordering::Release);
+        self.frame.lock().ok().and_then(|mut f| f.take())
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::Release);
+    }
+
+    /// A frame waits and no wake-up is on its way (the last one found the mailbox full).
+    fn stranded(&self) -> bool {
+        !self.armed.load(Ordering::Acquire)
+            && self.frame.lock().map(|f| f.is_some()).unwrap_or(false)
+    }
+}
+
+/// Tells a watcher that its slot for `match_id` holds a frame.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake {
+    pub match_id: Uuid,
+    pub slot: Arc<Slot>,
+}
+
+/// A client watching one parcel's tracker: a socket of the sender or the traveler, or the
+/// recipient's event stream (`user` `None`).
+#[derive(Clone)]
+pub struct Watcher {
+    pub socket_id: Uuid,
+    pub user: Option<Uuid>,
+    pub slot: Arc<Slot>,
+    pub wake: Recipient<Wake>,
+    /// For the frames that must not be coalesced (`arriving`, status changes).
+    pub push: Recipient<Push>,
+}
+
+impl Watcher {
+    /// Offers the latest position frame (see `Slot`); `false` when the watcher has gone.
+    pub fn offer_latest(
+        &self,
+        match_id: Uuid,
+        text: Arc<str>,
+        published_us: i64,
+        probe: &ActorProbe,
+        coalesced: &Counter,
+    ) -> bool {
+        let (replaced, wake) = self.slot.put(text, published_us);
+        if replaced {
+            coalesced.inc();
+        }
+        if wake {
+            return self.wake(match_id, probe);
+        }
+        self.wake.connected()
+    }
+
+    /// Wakes the watcher for its slot; a full mailbox leaves the frame for a later try.
+    pub fn wake(&self, match_id: Uuid, probe: &ActorProbe) -> bool {
+        let wake = Wake {
+            match_id,
+            slot: self.slot.clone(),
+        };
+        match self.wake.try_send(wake) {
+            Ok(()) => {
+                probe.sent();
+                true
+            }
+            Err(SendError::Full(_)) => {
+                probe.dropped();
+                self.slot.disarm();
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        }
+    }
+
+    /// A frame is waiting that no wake-up covers.
+    pub fn stranded(&self) -> bool {
+        self.slot.stranded()
+    }
+
+    /// Offers a frame that is not coalesced; `false` when the watcher has gone. A full queue
+    /// drops it (an `arriving` or a status change is also in the REST view).
+    pub fn offer(&self, push: Push, probe: &ActorProbe) -> bool {
+        match self.push.try_send(push) {
+            Ok(()) => {
+                probe.sent();
+                true
+            }
+            Err(SendError::Full(_)) => {
+                probe.dropped();
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::Metrics;
+    use actix::{Actor, Context};
+
+    /// A watcher that counts its wake-ups and the frames it takes.
+    #[derive(Default)]
+    struct Reader {
+        wakes: usize,
+        taken: Vec<Arc<str>>,
+    }
+    impl Actor for Reader {
+        type Context = Context<Self>;
+    }
+    impl Handler<Wake> for Reader {
+        type Result = ();
+        fn handle(&mut self, msg: Wake, _: &mut Context<Self>) {
+            self.wakes += 1;
+            if let Some((text, _)) = msg.slot.take() {
+                self.taken.push(text);
+            }
+        }
+    }
+    impl Handler<Push> for Reader {
+        type Result = ();
+        fn handle(&mut self, _: Push, _: &mut Context<Self>) {}
+    }
+    struct Report;
+    impl Message for Report {
+        type Result = (usize, Vec<Arc<str>>);
+    }
+    impl Handler<Report> for Reader {
+        type Result = actix::MessageResult<Report>;
+        fn handle(&mut self, _: Report, _: &mut Context<Self>) -> Self::Result {
+            actix::MessageResult((self.wakes, self.taken.clone()))
+        }
+    }
+
+    #[actix::test]
+    async fn a_watcher_that_does_not_keep_up_gets_the_newest_frame_and_one_wake_up() {
+        let metrics = Metrics::new();
+        let probe = ActorProbe::new(&metrics.actors, "parcel_tracker");
+        let reader = Reader::default().start();
+        let watcher = Watcher {
+            socket_id: Uuid::now_v7(),
+            user: None,
+            slot: Arc::new(Slot::default()),
+            wake: reader.clone().recipient(),
+            push: reader.clone().recipient(),
+        };
+        let match_id = Uuid::now_v7();
+        // 1 000 positions while the reader does not run: one frame held, one wake-up queued.
+        for i in 0..1000 {
+            let text: Arc<str> = Arc::from(format!("p{i}"));
+            assert!(watcher.offer_latest(match_id, text, 0, &probe, &metrics.realtime.coalesced));
+        }
+        let (wakes, taken) = reader.send(Report).await.unwrap();
+        assert_eq!((wakes, taken), (1, vec![Arc::<str>::from("p999")]));
+        assert_eq!(metrics.realtime.coalesced.get(), 999);
+
+        // Keeping up again: each frame gets its own wake-up.
+        for i in 0..3 {
+            watcher.offer_latest(
+                match_id,
+                Arc::from(format!("q{i}")),
+                0,
+                &probe,
+                &metrics.realtime.coalesced,
+            );
+            let (_, taken) = reader.send(Report).await.unwrap();
+            assert_eq!(taken.last().map(|t| t.to_string()), Some(format!("q{i}")));
+        }
+        assert_eq!(reader.send(Report).await.unwrap().0, 4);
+
+        // A held slot (a subscription not yet answered) wakes no one until its first take.
+        let held = Watcher {
+            slot: Arc::new(Slot::held()),
+            ..watcher.clone()
+        };
+        held.offer_latest(
+            match_id,
+            Arc::from("r"),
+            0,
+            &probe,
+            &metrics.realtime.coalesced,
+        );
+        assert_eq!(reader.send(Report).await.unwrap().0, 4);
+        assert_eq!(
+            held.slot.take().as_ref().map(|(t, _)| t.to_string()),
+            Some("r".to_owned())
+        );
+    }
+}

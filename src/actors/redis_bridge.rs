@@ -2,10 +2,12 @@
 //! a bounded backoff) and injects the other nodes' events into the local bus, and routes every
 //! bus event — this node's and the others' alike, so one node and a cluster take the same path —
 //! to the local actors it concerns: chat messages, typing and read receipts to the `ChatRoom`,
-//! user events and presence to the `UserHub`s, revocations to the session's hub. Only actors
+//! user events and presence to the `UserHub`s, revocations to the session's hub, stored
+//! positions, `arriving` and status changes to the match's `ParcelTracker`. Only actors
 //! already running here are told (the `Registry` starts nothing for an event). Frames are
 //! serialised once per event and recipient.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +21,9 @@ use uuid::Uuid;
 use super::chat_room::{self, ChatRoom, Post, Signal};
 use super::probe::ActorProbe;
 use super::registry::Forward;
+use super::tracker::{self, Arrived, ParcelTracker, StatusChanged, Stored};
 use super::user_hub::{self, Deliver, SessionRevoked, UserHub};
-use crate::services::events::{Event, EventBus, Published};
+use crate::services::events::{Event, EventBus, Published, TrackedPosition};
 use crate::state::AppState;
 
 pub const KIND: &str = "redis_bridge";
@@ -71,9 +74,39 @@ impl RedisBridge {
         self.forward::<ChatRoom, M>(chat_room::KIND, room, msg);
     }
 
+    fn to_tracker<M>(&self, match_id: Uuid, msg: M)
+    where
+        ParcelTracker: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        self.forward::<ParcelTracker, M>(tracker::KIND, match_id, msg);
+    }
+
     fn route(&self, published: &Published) {
         let at = published.at_us;
         match &published.event {
+            Event::Positions { items } => {
+                let mut by_match: HashMap<Uuid, Vec<TrackedPosition>> = HashMap::new();
+                for p in items {
+                    by_match.entry(p.match_id).or_default().push(p.clone());
+                }
+                for (match_id, items) in by_match {
+                    let stored = Stored {
+                        items,
+                        published_us: at,
+                    };
+                    self.to_tracker(match_id, stored);
+                }
+            }
+            Event::Arriving { match_id } => self.to_tracker(*match_id, Arrived),
+            Event::MatchUpdated {
+                match_id, status, ..
+            } => {
+                let status = status.clone();
+                self.to_tracker(*match_id, StatusChanged { status });
+                self.to_hubs(published);
+            }
             Event::SessionRevoked {
                 user_id,
                 session_id,
@@ -136,20 +169,24 @@ impl RedisBridge {
                     self.to_hub(*watcher, deliver);
                 }
             }
-            event => {
-                for (user, mut frame) in event.user_frames() {
-                    let id = published.id_for(user).map(Arc::<str>::from);
-                    if let Some(id) = &id {
-                        frame["id"] = json!(id.as_ref());
-                    }
-                    let deliver = Deliver {
-                        text: Arc::from(frame.to_string()),
-                        id,
-                        published_us: at,
-                    };
-                    self.to_hub(user, deliver);
-                }
+            _ => self.to_hubs(published),
+        }
+    }
+
+    /// A user event, to each recipient's hub (with the id of their logged copy).
+    fn to_hubs(&self, published: &Published) {
+        let at = published.at_us;
+        for (user, mut frame) in published.event.user_frames() {
+            let id = published.id_for(user).map(Arc::<str>::from);
+            if let Some(id) = &id {
+                frame["id"] = json!(id.as_ref());
             }
+            let deliver = Deliver {
+                text: Arc::from(frame.to_string()),
+                id,
+                published_us: at,
+            };
+            self.to_hub(user, deliver);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `WsSession`: one actor per WebSocket connection. Says `hello`, keeps the heartbeat (a ping
 //! every 20 s, closed after 60 s without a pong), limits frame size (64 KiB, else close 1009)
-//! and client message rate, joins the user's `UserHub` for their events and a `ChatRoom` per
-//! subscribed channel, and closes with 1001 when the node shuts down. Its outbound queue is its
+//! and client message rate, joins the user's `UserHub` for their events, a `ChatRoom` per
+//! subscribed chat channel and a `ParcelTracker` per `tracking:` channel, hands the traveler's
+//! `position` frames to the parcel's tracker, and closes with 1001 when the node shuts down. Its outbound queue is its
 //! bounded mailbox: a full one makes it a slow consumer (see `outlet`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -17,13 +18,15 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::chat_room::{self, ChatRoom};
-use super::outlet::{delivered, Close, Lag, Outlet, Push, RoomFrame};
+use super::outlet::{delivered, Close, Lag, Outlet, Push, RoomFrame, Slot, Wake, Watcher};
 use super::probe::ActorProbe;
 use super::registry::GetOrStart;
+use super::tracker::{Ingest, ParcelTracker, Unwatch, Watch};
 use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
 use crate::services::chat;
+use crate::services::tracking::{self, PositionInput};
 use crate::state::AppState;
 
 pub const KIND: &str = "ws_session";
@@ -92,6 +95,16 @@ struct RoomSub {
     room: Option<Addr<ChatRoom>>,
 }
 
+/// A parcel this socket watches (`tracking:<match_id>`).
+struct TrackSub {
+    /// `None` while the subscription is being answered.
+    tracker: Option<Addr<ParcelTracker>>,
+    slot: Arc<Slot>,
+}
+
+/// Parcels one socket may watch at once, and trackers it keeps at hand for its positions.
+const MAX_TRACKS: usize = 32;
+
 /// How long a message waits for an earlier one still on its way (another node may publish
 /// later than it committed) before the missing ones are read from the database.
 const GAP_WAIT: Duration = Duration::from_millis(300);
@@ -122,6 +135,9 @@ pub struct WsSession {
     /// their order and one socket holds at most one database transaction).
     sends: VecDeque<(Uuid, String, String)>,
     sending: bool,
+    tracks: HashMap<Uuid, TrackSub>,
+    /// Trackers this socket reported positions to (the traveler's app), by match.
+    reporting: HashMap<Uuid, Addr<ParcelTracker>>,
 }
 
 pub struct SessionDeps {
@@ -149,6 +165,8 @@ impl WsSession {
             rooms: HashMap::new(),
             sends: VecDeque::new(),
             sending: false,
+            tracks: HashMap::new(),
+            reporting: HashMap::new(),
         }
     }
 
@@ -252,6 +270,12 @@ impl WsSession {
 
     fn subscribe(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
         let channel = frame["channel"].as_str().unwrap_or_default().to_owned();
+        if let Some(match_id) = channel
+            .strip_prefix("tracking:")
+            .and_then(|m| m.parse::<Uuid>().ok())
+        {
+            return self.watch(match_id, ctx);
+        }
         let Some(room_id) = channel
             .strip_prefix("chat:")
             .and_then(|r| r.parse::<Uuid>().ok())
@@ -335,6 +359,163 @@ impl WsSession {
                 }
             }
         }));
+    }
+
+    /// Watches a parcel's tracker (started on demand): answered with `subscribed` (status and
+    /// ETA) and the latest position at once, then each newer one.
+    fn watch(&mut self, match_id: Uuid, ctx: &mut ws::WebsocketContext<Self>) {
+        self.unwatch(match_id);
+        if self.tracks.len() >= MAX_TRACKS {
+            return Self::error(ctx, "rate_limited", "Too many tracking subscriptions.");
+        }
+        let slot = Arc::new(Slot::held());
+        let addr = ctx.address();
+        let watcher = Watcher {
+            socket_id: self.socket_id,
+            user: Some(self.user_id),
+            slot: slot.clone(),
+            wake: addr.clone().recipient(),
+            push: addr.recipient(),
+        };
+        self.tracks.insert(
+            match_id,
+            TrackSub {
+                tracker: None,
+                slot: slot.clone(),
+            },
+        );
+        let state = self.state.clone();
+        let join = async move {
+            let tracker = tracking::tracker(&state, match_id).await.ok().flatten()?;
+            let watching = tracker.send(Watch(watcher)).await.ok()?;
+            Some((tracker, watching))
+        };
+        ctx.spawn(join.into_actor(self).map(move |joined, this, ctx| {
+            let current = this
+                .tracks
+                .get(&match_id)
+                .is_some_and(|sub| Arc::ptr_eq(&sub.slot, &slot));
+            let channel = format!("tracking:{match_id}");
+            match joined {
+                Some((tracker, Ok(watching))) if current => {
+                    if let Some(sub) = this.tracks.get_mut(&match_id) {
+                        sub.tracker = Some(tracker);
+                    }
+                    Self::send_json(ctx, &json!({"type": "subscribed", "channel": channel, "status": watching.status, "eta": watching.eta}));
+                    // A position that came after the answer is newer than the one in it.
+                    match slot.take() {
+                        Some((text, published_us)) => this.write(ctx, &text, published_us),
+                        None => {
+                            if let Some(latest) = watching.latest {
+                                ctx.text(&*latest);
+                            }
+                        }
+                    }
+                }
+                Some((tracker, Ok(_))) => tracker.do_send(Unwatch { socket_id: this.socket_id }),
+                Some((_, Err(_))) | None => {
+                    if current {
+                        this.tracks.remove(&match_id);
+                    }
+                    Self::error(ctx, "forbidden", "This channel is not yours.");
+                }
+            }
+        }));
+    }
+
+    fn unwatch(&mut self, match_id: Uuid) {
+        if let Some(tracker) = self.tracks.remove(&match_id).and_then(|sub| sub.tracker) {
+            tracker.do_send(Unwatch {
+                socket_id: self.socket_id,
+            });
+        }
+    }
+
+    /// A tracker that stopped or failed under this socket is replaced: the socket watches anew.
+    fn rewatch_stopped_trackers(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let stopped: Vec<Uuid> = self
+            .tracks
+            .iter()
+            .filter(|(_, sub)| sub.tracker.as_ref().is_some_and(|t| !t.connected()))
+            .map(|(id, _)| *id)
+            .collect();
+        for match_id in stopped {
+            self.watch(match_id, ctx);
+        }
+        self.reporting.retain(|_, t| t.connected());
+    }
+
+    /// A `position` frame from the traveler's app: to the parcel's tracker (found once per
+    /// match, then kept); refusals come back as `error` frames, filtered positions silently.
+    fn position(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(match_id) = frame["match_id"]
+            .as_str()
+            .and_then(|m| m.parse::<Uuid>().ok())
+        else {
+            return Self::error(ctx, "bad_frame", "`position` needs a match_id.");
+        };
+        let fix = match PositionInput::from_frame(frame).parse() {
+            Ok(fix) => fix,
+            Err(errors) => {
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Self::error(ctx, "bad_frame", &detail);
+            }
+        };
+        if let Some(tracker) = self.reporting.get(&match_id).filter(|t| t.connected()) {
+            return self.report(tracker.clone(), fix, ctx);
+        }
+        // Found before the socket reads on, so the positions keep their order.
+        let state = self.state.clone();
+        ctx.wait(
+            async move { tracking::tracker(&state, match_id).await }
+                .into_actor(self)
+                .map(move |found, this, ctx| match found {
+                    Ok(Some(tracker)) => {
+                        if this.reporting.len() >= MAX_TRACKS {
+                            this.reporting.clear();
+                        }
+                        this.reporting.insert(match_id, tracker.clone());
+                        this.report(tracker, fix, ctx);
+                    }
+                    Ok(None) => Self::error(ctx, "forbidden", "This parcel is not yours."),
+                    Err(e) => Self::error(ctx, e.code(), &e.problem().detail),
+                }),
+        );
+    }
+
+    fn report(
+        &mut self,
+        tracker: Addr<ParcelTracker>,
+        fix: crate::domain::tracking::Fix,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let ingest = Ingest {
+            user: self.user_id,
+            fix,
+            wait: false,
+        };
+        ctx.spawn(
+            tracker
+                .send(ingest)
+                .into_actor(self)
+                .map(|result, _, ctx| match result {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(refusal)) => {
+                        let e = tracking::refusal(refusal);
+                        let code = if e.status().as_u16() == 404 {
+                            "forbidden"
+                        } else {
+                            e.code()
+                        };
+                        Self::error(ctx, code, &e.problem().detail);
+                    }
+                    Err(_) => Self::error(ctx, "unavailable", "The parcel tracker stopped."),
+                }),
+        );
     }
 
     fn send_message(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {
@@ -479,22 +660,23 @@ impl WsSession {
             Some("ping") => Self::send_json(ctx, &json!({"type": "pong"})),
             Some("subscribe") => self.subscribe(&frame, ctx),
             Some("unsubscribe") => {
-                let room = frame["channel"]
-                    .as_str()
-                    .and_then(|c| c.strip_prefix("chat:"))
-                    .and_then(|r| r.parse::<Uuid>().ok());
-                if let Some(room) = room {
+                let channel = frame["channel"].as_str().unwrap_or_default();
+                let id = |prefix: &str| {
+                    channel
+                        .strip_prefix(prefix)
+                        .and_then(|r| r.parse::<Uuid>().ok())
+                };
+                if let Some(room) = id("chat:") {
                     self.leave_room(room);
+                }
+                if let Some(match_id) = id("tracking:") {
+                    self.unwatch(match_id);
                 }
             }
             Some("send") => self.send_message(&frame, ctx),
             Some("read") => self.mark_read(&frame, ctx),
             Some("typing") => self.typing(&frame, ctx),
-            Some("position") => Self::error(
-                ctx,
-                "not_available",
-                "Tracking frames are not available on this server yet.",
-            ),
+            Some("position") => self.position(&frame, ctx),
             _ => Self::error(ctx, "bad_frame", "Unknown frame type."),
         }
     }
@@ -515,6 +697,7 @@ impl Actor for WsSession {
                 return Self::close(ctx, CloseCode::Policy, "slow consumer");
             }
             this.rejoin_stopped_rooms(ctx);
+            this.rewatch_stopped_trackers(ctx);
             if this.last_pong.elapsed() > CLIENT_TIMEOUT {
                 return Self::close(ctx, CloseCode::Policy, "heartbeat timeout");
             }
@@ -546,6 +729,10 @@ impl Actor for WsSession {
         let rooms: Vec<Uuid> = self.rooms.keys().copied().collect();
         for room in rooms {
             self.leave_room(room);
+        }
+        let tracks: Vec<Uuid> = self.tracks.keys().copied().collect();
+        for match_id in tracks {
+            self.unwatch(match_id);
         }
         Running::Stop
     }
@@ -626,5 +813,24 @@ impl Handler<Close> for WsSession {
             _ => CloseCode::Policy,
         };
         Self::close(ctx, code, msg.reason);
+    }
+}
+
+impl Handler<Wake> for WsSession {
+    type Result = ();
+
+    /// A watched parcel's newest position is waiting in its slot.
+    fn handle(&mut self, msg: Wake, ctx: &mut Self::Context) {
+        self.probe.handled();
+        let current = self
+            .tracks
+            .get(&msg.match_id)
+            .is_some_and(|sub| sub.tracker.is_some() && Arc::ptr_eq(&sub.slot, &msg.slot));
+        if !current {
+            return;
+        }
+        if let Some((text, published_us)) = msg.slot.take() {
+            self.write(ctx, &text, published_us);
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod catalog;
 pub mod chat;
+pub mod custody;
 pub mod gazetteer;
 pub mod gcra;
 pub mod geo;
@@ -13,6 +14,7 @@ pub mod listing;
 pub mod match_index;
 pub mod matching;
 pub mod money;
+pub mod tracking;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -53,6 +53,9 @@ route_table! {
     "/api/matches/{id}/deliver" => { POST matches::deliver_match },
     "/api/matches/{id}/codes/pickup" => { POST matches::reissue_pickup_code },
     "/api/matches/{id}/codes/delivery" => { POST matches::reissue_delivery_code },
+    "/api/matches/{id}/positions" => { POST tracking::report_position },
+    "/api/matches/{id}/tracking" => { GET tracking::get_tracking },
+    "/api/matches/{id}/custody" => { GET tracking::get_custody },
     "/api/wallet" => { GET wallet::get_wallet },
     "/api/wallet/transactions" => { GET wallet::list_transactions },
     "/api/wallet/payout-account" => { PUT wallet::put_payout_account },
@@ -70,4 +73,5 @@ route_table! {
     "/api/dashboard/stats" => { GET dashboard::get_stats },
     "/api/dashboard/activities" => { GET dashboard::list_activities },
     "/api/track/{token}" => { GET tracking::track },
+    "/api/track/{token}/stream" => { GET tracking::track_stream },
 }

@@ -430,20 +430,3 @@ pub async fn tracking_token(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResu
         .optional()
         .map(Option::flatten)
 }
-
-/// The recipient's view of the match behind a tracking token: status, picked up, delivered.
-pub async fn tracking_by_token(
-    conn: &mut AsyncPgConnection,
-    token: &str,
-) -> QueryResult<Option<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>> {
-    matches::table
-        .filter(matches::tracking_token.eq(token))
-        .select((
-            matches::status,
-            matches::picked_up_at,
-            matches::delivered_at,
-        ))
-        .first(conn)
-        .await
-        .optional()
-}

@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod chat;
+pub mod custody;
 pub mod deliveries;
 pub mod geo_filter;
 pub mod ledger;
@@ -10,6 +11,7 @@ pub mod matches;
 pub mod notifications;
 pub mod parcels;
 pub mod payments;
+pub mod positions;
 pub mod reconcile;
 pub mod sessions;
 pub mod trips;

@@ -31,6 +31,30 @@ pub struct Suggested {
     pub score: f64,
 }
 
+/// A position the parcel's tracker accepted and the trail stored, with the ETA computed then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackedPosition {
+    pub match_id: Uuid,
+    pub lat: f64,
+    pub lng: f64,
+    pub accuracy_m: f32,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    pub eta: chrono::DateTime<chrono::Utc>,
+    /// The smoothed ground speed then (m/s), for trackers on other nodes.
+    pub speed_mps: Option<f64>,
+}
+
+impl TrackedPosition {
+    /// The `position` frame watchers get (WebSocket and the recipient's stream alike).
+    pub fn frame(&self) -> String {
+        json!({
+            "type": "position", "match_id": self.match_id, "lat": self.lat, "lng": self.lng,
+            "accuracy_m": self.accuracy_m, "recorded_at": self.recorded_at, "eta": self.eta,
+        })
+        .to_string()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -91,6 +115,14 @@ pub enum Event {
     Notification {
         user_id: Uuid,
         notification: serde_json::Value,
+    },
+    /// Positions stored in one batch of the trail writer: for the matches' trackers.
+    Positions {
+        items: Vec<TrackedPosition>,
+    },
+    /// A parcel entered its destination's geofence (once per match).
+    Arriving {
+        match_id: Uuid,
     },
     /// A user came online (first socket on any node) or went offline (last one closed): for
     /// the people they chat with.

@@ -5,6 +5,7 @@ pub mod activities;
 pub mod auth;
 pub mod chat;
 pub mod chat_writer;
+pub mod custody_log;
 pub mod dashboard;
 pub mod delivery;
 pub mod events;

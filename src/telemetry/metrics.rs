@@ -58,6 +58,23 @@ pub struct RealtimeSeries {
     pub fanout_latency: Histogram,
     pub slow_consumers: Family<KindLabels, Counter>,
     pub presence_changes: Counter,
+    /// Positions by outcome: `accepted`, dropped by the filter (its reason), `refused`, `stored`.
+    pub positions: Family<PositionLabels, Counter>,
+    /// Position frames replaced by a newer one before a slow watcher took them.
+    pub coalesced: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PositionLabels {
+    pub outcome: &'static str,
+}
+
+impl RealtimeSeries {
+    pub fn position(&self, outcome: &'static str) {
+        self.positions
+            .get_or_create(&PositionLabels { outcome })
+            .inc();
+    }
 }
 
 impl Default for RealtimeSeries {
@@ -67,6 +84,8 @@ impl Default for RealtimeSeries {
             fanout_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             slow_consumers: Family::default(),
             presence_changes: Counter::default(),
+            positions: Family::default(),
+            coalesced: Counter::default(),
         }
     }
 }
@@ -261,6 +280,16 @@ impl Metrics {
             "presence_changes",
             "Users who came online or went offline (as seen by this node)",
             realtime.presence_changes.clone(),
+        );
+        registry.register(
+            "tracking_positions",
+            "Parcel positions by outcome (accepted, stored, refused, or the filter's reason for dropping)",
+            realtime.positions.clone(),
+        );
+        registry.register(
+            "tracking_coalesced_frames",
+            "Position frames a slow watcher never got because a newer one replaced them",
+            realtime.coalesced.clone(),
         );
         Self {
             registry,

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::chat::{room, subscribe};
 use crate::support::app::{TestApp, TestUser};
 use crate::support::spawn_app;
+use crate::support::sse::EventStream;
 use crate::support::ws::{self, next_json, next_of, send, ws_url};
 
 /// The value of one metrics series (0 when absent).
@@ -194,55 +195,15 @@ async fn a_room_actor_lives_while_subscribed_and_stops_when_idle() {
     );
 }
 
-/// An open SSE stream, read record by record.
-struct EventStream {
-    res: reqwest::Response,
-    buf: String,
-}
-
-impl EventStream {
-    async fn open(app: &TestApp, user: &TestUser, last_event_id: Option<&str>) -> Self {
-        let mut req = reqwest::Client::new()
-            .get(app.url("/api/notifications/stream"))
-            .bearer_auth(&user.access_token);
-        if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id);
-        }
-        let res = req.send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["content-type"], "text/event-stream");
-        Self {
-            res,
-            buf: String::new(),
-        }
+/// Opens the user's notification stream (resuming after `last_event_id`).
+async fn open_stream(app: &TestApp, user: &TestUser, last_event_id: Option<&str>) -> EventStream {
+    let mut req = reqwest::Client::new()
+        .get(app.url("/api/notifications/stream"))
+        .bearer_auth(&user.access_token);
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
     }
-
-    /// The next record with data: (id, data); comments and `retry:` are skipped.
-    async fn next(&mut self) -> (Option<String>, Value) {
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let record: String = self.buf.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = None;
-                for line in record.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        id = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data = Some(serde_json::from_str(v).unwrap());
-                    }
-                }
-                if let Some(data) = data {
-                    return (id, data);
-                }
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.res.chunk())
-                .await
-                .expect("an event in time")
-                .unwrap()
-                .expect("the stream stays open");
-            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
+    EventStream::new(req.send().await.unwrap())
 }
 
 async fn act(app: &TestApp, who: &TestUser, match_id: &str, action: &str) {
@@ -272,7 +233,7 @@ async fn the_event_stream_delivers_and_resumes_with_last_event_id_on_any_node() 
     let match_id = rooms["items"][0]["match_id"].as_str().unwrap().to_owned();
     assert_eq!(rooms["items"][0]["room_id"], room_id.as_str());
 
-    let mut stream = EventStream::open(&app, &sender, None).await;
+    let mut stream = open_stream(&app, &sender, None).await;
     act(&app, &traveler, &match_id, "accept").await;
     let (first_id, first) = stream.next().await;
     assert_eq!(first["type"], "match_updated");
@@ -282,7 +243,7 @@ async fn the_event_stream_delivers_and_resumes_with_last_event_id_on_any_node() 
 
     // Missed while disconnected: delivered on reconnecting, to the other node, after the id.
     act(&app, &sender, &match_id, "cancel").await;
-    let mut resumed = EventStream::open(&other_node, &sender, first_id.as_deref()).await;
+    let mut resumed = open_stream(&other_node, &sender, first_id.as_deref()).await;
     // The acceptance's notification came after its match_updated; then the cancellation.
     let (_, note) = resumed.next().await;
     assert_eq!(
@@ -490,7 +451,7 @@ async fn a_message_arriving_ahead_of_an_earlier_one_waits_and_the_gap_is_read_ba
 async fn an_idle_event_stream_gets_keep_alive_comments() {
     let app = spawn_app().await;
     let user = app.register_user().await;
-    let mut stream = EventStream::open(&app, &user, None).await;
+    let mut stream = open_stream(&app, &user, None).await;
     // realtime.sse_keepalive_secs is 1 in tests.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !stream.buf.contains(": keep-alive\n\n") {

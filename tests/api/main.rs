@@ -29,5 +29,6 @@ mod security;
 mod sessions;
 mod stripe;
 mod tokens;
+mod tracking;
 mod trips;
 mod users;

@@ -210,6 +210,7 @@ async fn record(
     touched: &mut Touched,
 ) -> Result<MatchRow, AppError> {
     let updated = rows::set_status(conn, m.id, to.as_str(), expires_at).await?;
+    crate::services::custody_log::on_transition(conn, m, from, to, actor, reason).await?;
     let notes = notifications::for_match(m, to, actor);
     touched
         .notes

@@ -18,6 +18,7 @@ use crate::models::matches::{self as match_rows, MatchRow};
 use crate::models::payments::{self as rows, Stamp};
 use crate::models::trips;
 use crate::services::auth::AuthUser;
+use crate::services::custody_log;
 use crate::services::matching::lifecycle::{self, Party, Step, Touched};
 use crate::services::matching::{view, MatchView};
 use crate::state::AppState;
@@ -53,6 +54,12 @@ pub async fn issue(
         .iter()
         .any(|c| c.kind == kind.as_str());
     rows::put_code(conn, m.id, kind.as_str(), &salt, &hash, expires_at).await?;
+    let data = serde_json::json!({
+        "code": kind.as_str(),
+        "reissued": reissued,
+        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    custody_log::append(conn, m.id, "code_issued", data, now).await?;
     match kind {
         // Paid: the recipient's tracking link exists from now on.
         CodeKind::Pickup => {
@@ -230,6 +237,11 @@ pub async fn hand_over(
                 actor: Some(me),
                 reason: None,
             };
+            if kind == CodeKind::Delivery {
+                // No position is stored after this (the trail's insert waits on this lock and
+                // then finds the match delivered): the summary is the whole trail.
+                custody_log::summarise_trail(conn, m.id, now).await?;
+            }
             let mut updated =
                 lifecycle::transition(conn, state, &m, step, now, &mut touched).await?;
             let mut recipient = Vec::new();

@@ -6,6 +6,7 @@ pub mod market;
 pub mod proxy;
 pub mod python;
 pub mod sinks;
+pub mod sse;
 pub mod stripe;
 pub mod ws;
 

@@ -1,0 +1,413 @@
+//! `ParcelTracker`: one per match in transit on each node that has a watcher of it or receives
+//! its positions. Started on demand by the `Registry` from the database (`services::tracking::
+//! seed`: the match, its destination, scheduled arrival, the latest stored position and, from
+//! Redis, the speed and ETA computed with it), so a tracker that stopped or a node that
+//! restarted picks up where the trail ends. Stops after `tracking.tracker_idle_secs` without a
+//! watcher or a position.
+//!
+//! A position from the traveler (WebSocket frame or REST) is checked (the traveler's, in
+//! transit), filtered (`domain::tracking`), given an ETA and a geofence check, and handed to the
+//! node's `TrackWriter`. Watchers are told only once it is stored: the writer publishes the
+//! batch on the bus and the `RedisBridge` of every node hands each tracker its positions
+//! (`Stored`), which it fans out — through one coalescing slot per watcher, so a slow watcher
+//! gets the newest position and never a queue — and also takes as its own latest (another node
+//! may have ingested it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message,
+    ResponseActFuture, WrapFuture,
+};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::outlet::{Push, Watcher};
+use super::probe::ActorProbe;
+use crate::domain::geo::LatLng;
+use crate::domain::tracking::{self, Fix, Motion};
+use crate::services::events::{now_us, TrackedPosition};
+use crate::services::tracking::writer::Item;
+use crate::services::tracking::Seed;
+use crate::state::AppState;
+
+pub const KIND: &str = "parcel_tracker";
+const MAILBOX: usize = 4096;
+/// How often a tracker whose status says "not in transit" may re-read it for a traveler's
+/// position (the pickup's event may still be on its way).
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+/// Watchers of one parcel on one node, at most.
+const MAX_WATCHERS: usize = 1024;
+
+pub struct ParcelTracker {
+    match_id: Uuid,
+    state: actix_web::web::Data<AppState>,
+    probe: ActorProbe,
+    seed: Seed,
+    motion: Motion,
+    /// The newest stored position (what a new watcher gets at once) and its frame.
+    latest: Option<(TrackedPosition, Arc<str>)>,
+    watchers: HashMap<Uuid, Watcher>,
+    active_at: Instant,
+    rechecked_at: Option<Instant>,
+}
+
+impl ParcelTracker {
+    pub fn new(
+        match_id: Uuid,
+        seed: Seed,
+        latest: Option<TrackedPosition>,
+        state: actix_web::web::Data<AppState>,
+    ) -> Self {
+        let mut motion = Motion::default();
+        if let Some(p) = &latest {
+            motion.observe(fix_of(p), p.speed_mps);
+        }
+        Self {
+            match_id,
+            probe: ActorProbe::new(&state.metrics.actors, KIND),
+            latest: latest.map(|p| {
+                let frame = Arc::from(p.frame());
+                (p, frame)
+            }),
+            seed,
+            motion,
+            watchers: HashMap::new(),
+            active_at: Instant::now(),
+            rechecked_at: None,
+            state,
+        }
+    }
+
+    fn eta(&self, motion: &Motion) -> DateTime<Utc> {
+        motion.eta(
+            self.seed.destination,
+            self.seed.scheduled_arrival,
+            Utc::now(),
+        )
+    }
+
+    /// The current ETA (what a new watcher is told with the status).
+    fn current_eta(&self) -> DateTime<Utc> {
+        self.latest
+            .as_ref()
+            .map(|(p, _)| p.eta)
+            .unwrap_or_else(|| self.eta(&self.motion))
+    }
+
+    fn ingest(&mut self, msg: Ingest) -> Result<Ingested, Refusal> {
+        if msg.user != self.seed.traveler_id {
+            return Err(if msg.user == self.seed.sender_id {
+                Refusal::NotTraveler
+            } else {
+                Refusal::NotFound
+            });
+        }
+        if self.seed.status != "in_transit" {
+            return Err(Refusal::NotInTransit(self.seed.status.clone()));
+        }
+        let metrics = &self.state.metrics.realtime;
+        let now = Utc::now();
+        let rules = self.state.settings.tracking.filter();
+        if let Err(dropped) = self
+            .motion
+            .judge(&msg.fix, now, self.seed.picked_up_at, &rules)
+        {
+            metrics.position(dropped.code());
+            return Ok(Ingested {
+                accepted: false,
+                dropped: Some(dropped.code()),
+                eta: self.current_eta(),
+                stored: None,
+            });
+        }
+        let mut motion = self.motion;
+        motion.accept(msg.fix);
+        let eta = self.eta(&motion);
+        let radius = self.state.settings.tracking.geofence_m;
+        let arriving =
+            !self.seed.arriving && tracking::inside(&msg.fix, self.seed.destination, radius);
+        let (reply, stored) = if msg.wait {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let item = Item {
+            position: TrackedPosition {
+                match_id: self.match_id,
+                lat: msg.fix.at.lat(),
+                lng: msg.fix.at.lng(),
+                accuracy_m: msg.fix.accuracy_m,
+                recorded_at: msg.fix.recorded_at,
+                eta,
+                speed_mps: motion.speed_mps,
+            },
+            arriving,
+            reply,
+        };
+        if self.state.tracking.submit(item).is_err() {
+            metrics.position("refused");
+            return Err(Refusal::Overloaded);
+        }
+        metrics.position("accepted");
+        self.motion = motion;
+        self.seed.arriving |= arriving;
+        Ok(Ingested {
+            accepted: true,
+            dropped: None,
+            eta,
+            stored,
+        })
+    }
+
+    fn fan_out_latest(&mut self, published_us: i64) {
+        let Some((_, frame)) = &self.latest else {
+            return;
+        };
+        let coalesced = &self.state.metrics.realtime.coalesced;
+        let (probe, match_id) = (&self.probe, self.match_id);
+        self.watchers
+            .retain(|_, w| w.offer_latest(match_id, frame.clone(), published_us, probe, coalesced));
+    }
+
+    fn fan_out(&mut self, text: &str, recipients_only: bool) {
+        let text: Arc<str> = Arc::from(text);
+        let probe = &self.probe;
+        self.watchers.retain(|_, w| {
+            if recipients_only && w.user.is_some() {
+                return true;
+            }
+            w.offer(Push::new(text.clone(), None, None, now_us()), probe)
+        });
+    }
+}
+
+fn fix_of(p: &TrackedPosition) -> Fix {
+    Fix {
+        at: LatLng::clamped(p.lat, p.lng),
+        accuracy_m: p.accuracy_m,
+        recorded_at: p.recorded_at,
+    }
+}
+
+impl Actor for ParcelTracker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        self.probe.started();
+        let idle = Duration::from_secs(self.state.settings.tracking.tracker_idle_secs);
+        ctx.run_interval(
+            (idle / 2).max(Duration::from_millis(100)),
+            move |this, ctx| {
+                this.watchers.retain(|_, w| w.wake.connected());
+                if this.watchers.is_empty() && this.active_at.elapsed() >= idle {
+                    tracing::debug!(match_id = %this.match_id, "idle parcel tracker stopped");
+                    ctx.stop();
+                }
+            },
+        );
+        // A watcher whose wake-up found its mailbox full gets another one.
+        ctx.run_interval(Duration::from_millis(250), |this, _| {
+            let (probe, match_id) = (&this.probe, this.match_id);
+            for w in this.watchers.values().filter(|w| w.stranded()) {
+                w.wake(match_id, probe);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.probe.stopped();
+    }
+}
+
+/// Why a position or a watcher is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a party of the match (or no such match): 404.
+    NotFound,
+    /// The sender: only the traveler reports positions.
+    NotTraveler,
+    NotInTransit(String),
+    /// The trail writer's queue is full.
+    Overloaded,
+}
+
+/// A position from `user`. `wait`: the reply carries a receiver told once it is stored.
+pub struct Ingest {
+    pub user: Uuid,
+    pub fix: Fix,
+    pub wait: bool,
+}
+
+pub struct Ingested {
+    pub accepted: bool,
+    /// The filter's reason for not taking it.
+    pub dropped: Option<&'static str>,
+    pub eta: DateTime<Utc>,
+    pub stored: Option<tokio::sync::oneshot::Receiver<Result<bool, crate::error::AppError>>>,
+}
+
+impl Message for Ingest {
+    type Result = Result<Ingested, Refusal>;
+}
+
+impl Handler<Ingest> for ParcelTracker {
+    type Result = ResponseActFuture<Self, Result<Ingested, Refusal>>;
+
+    fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) -> Self::Result {
+        self.probe.handled();
+        self.active_at = Instant::now();
+        let stale = msg.user == self.seed.traveler_id
+            && self.seed.status != "in_transit"
+            && self
+                .rechecked_at
+                .is_none_or(|at| at.elapsed() >= RECHECK_EVERY);
+        if !stale {
+            let result = self.ingest(msg);
+            return Box::pin(actix::fut::ready(result));
+        }
+        // The status may have moved on before its event reached this tracker: read it again.
+        self.rechecked_at = Some(Instant::now());
+        let (state, match_id) = (self.state.clone(), self.match_id);
+        Box::pin(
+            async move { crate::services::tracking::seed(&state, match_id).await }
+                .into_actor(self)
+                .map(move |seed, this, _| {
+                    if let Ok(Some(seed)) = seed {
+                        this.seed.status = seed.status;
+                        this.seed.picked_up_at = seed.picked_up_at;
+                    }
+                    this.ingest(msg)
+                }),
+        )
+    }
+}
+
+/// A watcher joins; `user` `None` is the recipient's link (already checked by its token).
+pub struct Watch(pub Watcher);
+
+/// What a new watcher is told at once.
+pub struct Watching {
+    pub status: String,
+    pub eta: DateTime<Utc>,
+    /// The latest position's frame.
+    pub latest: Option<Arc<str>>,
+}
+
+impl Message for Watch {
+    type Result = Result<Watching, Refusal>;
+}
+
+impl Handler<Watch> for ParcelTracker {
+    type Result = Result<Watching, Refusal>;
+
+    fn handle(&mut self, msg: Watch, _: &mut Context<Self>) -> Self::Result {
+        self.probe.handled();
+        let watcher = msg.0;
+        if let Some(user) = watcher.user {
+            if user != self.seed.sender_id && user != self.seed.traveler_id {
+                return Err(Refusal::NotFound);
+            }
+        }
+        if self.watchers.len() >= MAX_WATCHERS && !self.watchers.contains_key(&watcher.socket_id) {
+            return Err(Refusal::Overloaded);
+        }
+        self.watchers.insert(watcher.socket_id, watcher);
+        Ok(Watching {
+            status: self.seed.status.clone(),
+            eta: self.current_eta(),
+            latest: self.latest.as_ref().map(|(_, f)| f.clone()),
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    pub socket_id: Uuid,
+}
+
+impl Handler<Unwatch> for ParcelTracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unwatch, _: &mut Context<Self>) {
+        self.probe.handled();
+        self.watchers.remove(&msg.socket_id);
+        self.active_at = Instant::now();
+    }
+}
+
+/// Positions of this match stored by some node's writer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stored {
+    pub items: Vec<TrackedPosition>,
+    pub published_us: i64,
+}
+
+impl Handler<Stored> for ParcelTracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
+        self.probe.handled();
+        let Some(newest) = msg.items.into_iter().max_by_key(|p| p.recorded_at) else {
+            return;
+        };
+        self.motion.observe(fix_of(&newest), newest.speed_mps);
+        if self
+            .latest
+            .as_ref()
+            .is_some_and(|(p, _)| p.recorded_at >= newest.recorded_at)
+        {
+            return;
+        }
+        let frame = Arc::from(newest.frame());
+        self.latest = Some((newest, frame));
+        self.fan_out_latest(msg.published_us);
+    }
+}
+
+/// The parcel entered its destination's geofence (stored once, for every node).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Arrived;
+
+impl Handler<Arrived> for ParcelTracker {
+    type Result = ();
+
+    fn handle(&mut self, _: Arrived, _: &mut Context<Self>) {
+        self.probe.handled();
+        self.seed.arriving = true;
+        let frame = json!({"type": "arriving", "match_id": self.match_id}).to_string();
+        self.fan_out(&frame, false);
+    }
+}
+
+/// The match changed state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StatusChanged {
+    pub status: String,
+}
+
+impl Handler<StatusChanged> for ParcelTracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: StatusChanged, _: &mut Context<Self>) {
+        self.probe.handled();
+        if msg.status == self.seed.status {
+            return;
+        }
+        self.seed.status = msg.status;
+        // The parties hear of it on their hubs (`match_updated`); the recipient's stream here.
+        let frame =
+            json!({"type": "status", "match_id": self.match_id, "status": self.seed.status})
+                .to_string();
+        self.fan_out(&frame, true);
+    }
+}

@@ -1,0 +1,259 @@
+//! Group commit for the trail. Trackers hand accepted positions to the node's writer; `LANES`
+//! writer tasks each take whatever has queued (up to `MAX_BATCH`) and store it in one statement
+//! (only matches still in transit take points), then mark the first entry into a geofence,
+//! then publish the stored positions as one bus event (which the trackers of every node fan
+//! out to their watchers: persist, commit, then publish) and keep each match's latest position
+//! in Redis for views on any node. An idle writer stores a lone position at once; the queue is
+//! bounded (a full one refuses the position: 503 `overloaded` on REST).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::db::{self, PgPool};
+use crate::error::AppError;
+use crate::models::positions::{self as rows, Batch};
+use crate::redis::Redis;
+use crate::services::events::{Event, EventBus, TrackedPosition};
+
+/// Positions waiting for a writer, at most.
+const QUEUE: usize = 16_384;
+/// Positions stored in one statement, at most.
+const MAX_BATCH: usize = 2_048;
+/// Batches in flight at once (each holds one pooled connection while it runs).
+const LANES: usize = 2;
+/// How long a match's latest position stays in Redis after its last update.
+const LATEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Attempts at storing a batch before its positions are given up (a later position of the same
+/// match replaces a lost one; the trail is a breadcrumb, not a ledger).
+const ATTEMPTS: usize = 3;
+
+/// One accepted position for the trail.
+pub struct Item {
+    pub position: TrackedPosition,
+    /// The tracker saw the parcel enter the geofence with this position.
+    pub arriving: bool,
+    /// Told whether the position was stored (REST waits for it; a WebSocket frame does not).
+    pub reply: Option<oneshot::Sender<Result<bool, AppError>>>,
+}
+
+pub struct TrackWriter {
+    tx: mpsc::Sender<Item>,
+}
+
+impl std::fmt::Debug for TrackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackWriter").finish_non_exhaustive()
+    }
+}
+
+struct Sinks {
+    db: PgPool,
+    redis: Redis,
+    events: Arc<EventBus>,
+}
+
+impl TrackWriter {
+    /// Starts the writer lanes on the current runtime.
+    pub fn start(db: PgPool, redis: Redis, events: Arc<EventBus>) -> Self {
+        let (tx, rx) = mpsc::channel::<Item>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let sinks = Arc::new(Sinks { db, redis, events });
+        for _ in 0..LANES {
+            let (rx, sinks) = (rx.clone(), sinks.clone());
+            actix_web::rt::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else {
+                            return;
+                        };
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    write(&sinks, batch).await;
+                }
+            });
+        }
+        Self { tx }
+    }
+
+    /// Queues a position; `Err` (given back) when the queue is full.
+    pub fn submit(&self, item: Item) -> Result<(), Item> {
+        self.tx.try_send(item).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
+        })
+    }
+}
+
+async fn write(sinks: &Sinks, batch: Vec<Item>) {
+    let mut columns = Batch::default();
+    for item in &batch {
+        let p = &item.position;
+        columns.match_ids.push(p.match_id);
+        columns.recorded_at.push(p.recorded_at);
+        columns.lat.push(p.lat);
+        columns.lng.push(p.lng);
+        columns.accuracy_m.push(p.accuracy_m);
+    }
+    let mut outcome = Err(AppError::unavailable(
+        "postgres",
+        "the trail was not stored",
+    ));
+    for attempt in 0..ATTEMPTS {
+        outcome = store(&sinks.db, &columns, &batch).await;
+        match &outcome {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, size = batch.len(), "trail batch not stored")
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+    }
+    let (stored, arrived) = match outcome {
+        Ok(done) => done,
+        Err(_) => {
+            for item in batch {
+                if let Some(reply) = item.reply {
+                    let _ = reply.send(Err(AppError::unavailable(
+                        "postgres",
+                        "the position could not be stored",
+                    )));
+                }
+            }
+            return;
+        }
+    };
+    let mut items = Vec::with_capacity(stored.len());
+    let mut replies = Vec::new();
+    for (item, kept) in batch.into_iter().zip(&stored) {
+        if *kept {
+            items.push(item.position);
+        }
+        if let Some(reply) = item.reply {
+            replies.push((reply, *kept));
+        }
+    }
+    let latest = latest_per_match(&items);
+    if !items.is_empty() {
+        sinks.events.publish(Event::Positions { items }).await;
+    }
+    for match_id in arrived {
+        sinks.events.publish(Event::Arriving { match_id }).await;
+    }
+    for (reply, kept) in replies {
+        let _ = reply.send(Ok(kept));
+    }
+    remember_latest(&sinks.redis, &latest).await;
+}
+
+/// Stores the batch and marks first geofence entries, in one transaction. Returns, per item,
+/// whether it was stored, and the matches that have just started arriving.
+async fn store(
+    db: &PgPool,
+    columns: &Batch,
+    batch: &[Item],
+) -> Result<(Vec<bool>, Vec<uuid::Uuid>), AppError> {
+    use diesel_async::AsyncConnection;
+    let mut conn = db::conn(db).await?;
+    let arriving: Vec<&TrackedPosition> = batch
+        .iter()
+        .filter(|i| i.arriving)
+        .map(|i| &i.position)
+        .collect();
+    let (stored, arrived): (Vec<rows::Stored>, _) = if arriving.is_empty() {
+        (rows::insert_batch(&mut conn, columns).await?, Vec::new())
+    } else {
+        conn.transaction(async |conn| {
+            let stored = rows::insert_batch(conn, columns).await?;
+            let mut arrived = Vec::new();
+            for p in arriving {
+                let kept = stored
+                    .iter()
+                    .any(|s| (s.match_id, s.recorded_at) == (p.match_id, p.recorded_at));
+                if kept && rows::mark_arriving(conn, p.match_id, p.recorded_at).await? {
+                    arrived.push(p.match_id);
+                }
+            }
+            Ok::<_, diesel::result::Error>((stored, arrived))
+        })
+        .await?
+    };
+    let stored: std::collections::HashSet<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = stored
+        .into_iter()
+        .map(|s| (s.match_id, s.recorded_at))
+        .collect();
+    let kept = batch
+        .iter()
+        .map(|i| stored.contains(&(i.position.match_id, i.position.recorded_at)))
+        .collect();
+    Ok((kept, arrived))
+}
+
+/// The newest position of each match in `items`.
+fn latest_per_match(items: &[TrackedPosition]) -> Vec<(uuid::Uuid, String)> {
+    let mut newest: std::collections::HashMap<uuid::Uuid, &TrackedPosition> =
+        std::collections::HashMap::new();
+    for p in items {
+        newest
+            .entry(p.match_id)
+            .and_modify(|q| {
+                if p.recorded_at > q.recorded_at {
+                    *q = p;
+                }
+            })
+            .or_insert(p);
+    }
+    newest
+        .into_values()
+        .filter_map(|p| serde_json::to_string(p).ok().map(|json| (p.match_id, json)))
+        .collect()
+}
+
+/// `<prefix>track:<match_id>` ← the latest position (with its ETA and speed), one pipeline.
+async fn remember_latest(redis: &Redis, latest: &[(uuid::Uuid, String)]) {
+    let Some(pool) = redis.pool() else { return };
+    if latest.is_empty() {
+        return;
+    }
+    let mut pipe = deadpool_redis::redis::pipe();
+    for (match_id, json) in latest {
+        let key = redis.keys().key("track", &[&match_id.to_string()]);
+        pipe.cmd("SET")
+            .arg(key)
+            .arg(json)
+            .arg("EX")
+            .arg(LATEST_TTL.as_secs())
+            .ignore();
+    }
+    let result: Result<(), String> = async {
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "latest positions not kept in Redis");
+    }
+}
+
+/// The latest position kept in Redis for a match, if any.
+pub async fn latest(redis: &Redis, match_id: uuid::Uuid) -> Option<TrackedPosition> {
+    let pool = redis.pool()?;
+    let key = redis.keys().key("track", &[&match_id.to_string()]);
+    let mut conn = pool.get().await.ok()?;
+    let json: Option<String> = deadpool_redis::redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    json.and_then(|j| serde_json::from_str(&j).ok())
+}
