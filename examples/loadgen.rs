@@ -9,7 +9,16 @@
 //! loadgen fanout --urls ws://h:p/api/ws[,..] (--rooms FILE | --baseline --room-count N)
 //!                [--members 5] [--rate 20] [--secs 30] [--bypass TOKEN] [--pids PID,..]
 //!                [--pg] [--redis] [--sources ..] [--concurrency 100]
+//! loadgen setup-tracking --base http://127.0.0.1:3201 --bypass TOKEN --matches N --out FILE
+//! loadgen track  --urls ws://h:p/api/ws[,..] (--matches FILE | --baseline --match-count N)
+//!                [--watchers 5] [--rate 10] [--secs 30] [--bypass TOKEN] [--pids PID,..]
+//!                [--pg] [--redis] [--sources ..] [--concurrency 100]
 //! ```
+//!
+//! `track`: per match one socket of the traveler sends `position` frames at `--rate` per
+//! second (12 m apart, timestamped when sent) and `--watchers` sockets (the sender's and the
+//! traveler's in turn) watch `tracking:<match>`; latency is from a position's send to each
+//! watcher's `position` frame. Ends with `TRACK_RESULT {json}`.
 //!
 //! `idle` prints `IDLE_READY established=.. failed=..` once every connection attempt has ended,
 //! and `IDLE_DONE established=.. closed_by_server=.. failed=..` after `--hold` seconds (or at
@@ -111,7 +120,8 @@ impl Args {
     }
 }
 
-const USAGE: &str = "usage: loadgen <setup-users|setup-rooms|idle|fanout> [--options] \
+const USAGE: &str =
+    "usage: loadgen <setup-users|setup-rooms|idle|fanout|setup-tracking|track> [--options] \
 (see the header of examples/loadgen.rs)";
 
 fn main() -> ExitCode {
@@ -144,6 +154,8 @@ fn main() -> ExitCode {
             "setup-rooms" => setup_rooms(&args).await,
             "idle" => idle(&args).await,
             "fanout" => fanout(&args).await,
+            "setup-tracking" => setup_tracking(&args).await,
+            "track" => track(&args).await,
             _ => Err(format!("unknown subcommand `{command}`\n{USAGE}")),
         }
     });
@@ -224,6 +236,24 @@ impl Rest {
             }
         }
         Err(last)
+    }
+
+    /// GET with the bypass header; the JSON body of a 200.
+    async fn get(&self, path: &str, token: &str) -> Res<Value> {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(BYPASS_HEADER, &self.bypass)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("GET {path}: bad JSON ({e})"))
     }
 
     async fn register(&self, email: &str) -> Res<String> {
@@ -323,12 +353,13 @@ async fn setup_users(args: &Args) -> Res<()> {
     Ok(())
 }
 
-async fn make_room(rest: &Rest, run: &str, i: usize) -> Res<Value> {
+/// A sender, a traveler, a trip, a parcel and a match requested by the sender.
+async fn request_match(rest: &Rest, run: &str, name: &str) -> Res<(String, String, Value)> {
     let sender = rest
-        .register(&format!("lg-{run}-r{i}-s@example.com"))
+        .register(&format!("lg-{run}-{name}-s@example.com"))
         .await?;
     let traveler = rest
-        .register(&format!("lg-{run}-r{i}-t@example.com"))
+        .register(&format!("lg-{run}-{name}-t@example.com"))
         .await?;
     let trip = rest
         .post("/api/trips", Some(&traveler), &trip_body(), 201)
@@ -344,15 +375,72 @@ async fn make_room(rest: &Rest, run: &str, i: usize) -> Res<Value> {
             0,
         )
         .await?;
+    Ok((sender, traveler, m))
+}
+
+async fn make_room(rest: &Rest, run: &str, i: usize) -> Res<Value> {
+    let (sender, traveler, m) = request_match(rest, run, &format!("r{i}")).await?;
     let room_id = m["room_id"]
         .as_str()
         .ok_or_else(|| format!("match without room_id: {m}"))?;
     Ok(json!({"room_id": room_id, "sender_token": sender, "traveler_token": traveler}))
 }
 
+/// A match accepted, paid (the test provider) and picked up: in transit, ready for positions.
+async fn make_match(rest: &Rest, run: &str, i: usize) -> Res<Value> {
+    let (sender, traveler, m) = request_match(rest, run, &format!("m{i}")).await?;
+    let id = m["id"]
+        .as_str()
+        .ok_or_else(|| format!("match without id: {m}"))?
+        .to_owned();
+    let path = format!("/api/matches/{id}");
+    rest.post(&format!("{path}/accept"), Some(&traveler), &json!({}), 200)
+        .await?;
+    rest.post(&format!("{path}/pay"), Some(&sender), &json!({}), 200)
+        .await?;
+    let paid = rest.get(&path, &sender).await?;
+    let code = paid["pickup_code"]
+        .as_str()
+        .ok_or_else(|| format!("no pickup_code: {paid}"))?;
+    rest.post(
+        &format!("{path}/pickup"),
+        Some(&traveler),
+        &json!({"code": code}),
+        200,
+    )
+    .await?;
+    Ok(json!({"match_id": id, "sender_token": sender, "traveler_token": traveler}))
+}
+
+#[derive(Clone, Copy)]
+enum Fixture {
+    Rooms,
+    Matches,
+}
+
+impl Fixture {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Rooms => "rooms",
+            Self::Matches => "matches",
+        }
+    }
+}
+
 async fn setup_rooms(args: &Args) -> Res<()> {
+    setup_fixtures(args, Fixture::Rooms).await
+}
+
+async fn setup_tracking(args: &Args) -> Res<()> {
+    setup_fixtures(args, Fixture::Matches).await
+}
+
+/// `--rooms N` chat rooms or `--matches N` matches in transit, written to `--out` as
+/// `{"rooms"|"matches": [...]}`.
+async fn setup_fixtures(args: &Args, what: Fixture) -> Res<()> {
     let rest = Rest::new(args)?;
-    let n: usize = args.num("rooms", None)?;
+    let name = what.name();
+    let n: usize = args.num(name, None)?;
     let out = args.req("out")?;
     let run = run_id();
     let started = Instant::now();
@@ -361,36 +449,39 @@ async fn setup_rooms(args: &Args) -> Res<()> {
         .map(|i| {
             let (rest, run, done) = (&rest, &run, &done);
             async move {
-                let room = make_room(rest, run, i).await;
+                let item = match what {
+                    Fixture::Rooms => make_room(rest, run, i).await,
+                    Fixture::Matches => make_match(rest, run, i).await,
+                };
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if d % 20 == 0 {
                     println!(
-                        "setup-rooms: {d}/{n} ({:.0} s)",
+                        "setup-{name}: {d}/{n} ({:.0} s)",
                         started.elapsed().as_secs_f64()
                     );
                 }
-                room
+                item
             }
         })
         .buffer_unordered(SETUP_IN_FLIGHT)
         .collect()
         .await;
-    let mut rooms = Vec::new();
+    let mut items = Vec::new();
     for r in results {
         match r {
-            Ok(room) => rooms.push(room),
-            Err(e) => eprintln!("setup-rooms: {e}"),
+            Ok(item) => items.push(item),
+            Err(e) => eprintln!("setup-{name}: {e}"),
         }
     }
-    let failed = n - rooms.len();
-    write_file(out, &json!({ "rooms": rooms }).to_string())?;
+    let failed = n - items.len();
+    write_file(out, &json!({ name: items }).to_string())?;
     println!(
-        "setup-rooms: {} rooms, {failed} failed, {:.1} s -> {out}",
-        rooms.len(),
+        "setup-{name}: {} {name}, {failed} failed, {:.1} s -> {out}",
+        items.len(),
         started.elapsed().as_secs_f64()
     );
-    if rooms.is_empty() {
-        return Err("no room created".into());
+    if items.is_empty() {
+        return Err(format!("no {name} created"));
     }
     Ok(())
 }
@@ -492,6 +583,8 @@ struct Frame<'a> {
     seq: Option<i64>,
     #[serde(borrow)]
     code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    recorded_at: Option<Cow<'a, str>>,
 }
 
 fn close_label(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
@@ -870,15 +963,39 @@ fn percentile(sorted: &[u32], q: f64) -> f64 {
     f64::from(sorted[rank - 1]) / 1000.0
 }
 
+/// A room or a match of a fixture file, with its two parties' tokens (none for the baseline).
 struct RoomSpec {
     room_id: String,
     sender: Option<Arc<str>>,
     traveler: Option<Arc<str>>,
 }
 
+impl Fixture {
+    fn id_field(self) -> &'static str {
+        match self {
+            Self::Rooms => "room_id",
+            Self::Matches => "match_id",
+        }
+    }
+
+    fn count_arg(self) -> &'static str {
+        match self {
+            Self::Rooms => "room-count",
+            Self::Matches => "match-count",
+        }
+    }
+}
+
 fn read_rooms(args: &Args) -> Res<Vec<RoomSpec>> {
+    read_specs(args, Fixture::Rooms)
+}
+
+/// The rooms or matches of `--rooms`/`--matches FILE` (at most `--room-count`/`--match-count`),
+/// or with `--baseline` that many made-up ids.
+fn read_specs(args: &Args, what: Fixture) -> Res<Vec<RoomSpec>> {
+    let (name, count) = (what.name(), what.count_arg());
     if args.flag("baseline") {
-        let n: usize = args.num("room-count", None)?;
+        let n: usize = args.num(count, None)?;
         return Ok((0..n)
             .map(|_| RoomSpec {
                 room_id: uuid::Uuid::new_v4().to_string(),
@@ -887,27 +1004,27 @@ fn read_rooms(args: &Args) -> Res<Vec<RoomSpec>> {
             })
             .collect());
     }
-    let path = args.req("rooms")?;
+    let path = args.req(name)?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-    let rooms = v["rooms"]
+    let items = v[name]
         .as_array()
-        .ok_or_else(|| format!("{path}: no `rooms` array"))?;
-    let mut out: Vec<RoomSpec> = rooms
+        .ok_or_else(|| format!("{path}: no `{name}` array"))?;
+    let mut out: Vec<RoomSpec> = items
         .iter()
         .filter_map(|r| {
             Some(RoomSpec {
-                room_id: r["room_id"].as_str()?.to_owned(),
+                room_id: r[what.id_field()].as_str()?.to_owned(),
                 sender: Some(Arc::from(r["sender_token"].as_str()?)),
                 traveler: Some(Arc::from(r["traveler_token"].as_str()?)),
             })
         })
         .collect();
-    if let Some(limit) = args.opt("room-count").and_then(|n| n.parse().ok()) {
+    if let Some(limit) = args.opt(count).and_then(|n| n.parse().ok()) {
         out.truncate(limit);
     }
     if out.is_empty() {
-        return Err(format!("{path}: no rooms"));
+        return Err(format!("{path}: no {name}"));
     }
     Ok(out)
 }
@@ -1448,5 +1565,511 @@ async fn fanout(args: &Args) -> Res<()> {
         "error_frames": errors_json,
     });
     println!("FANOUT_RESULT {summary}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// track
+
+/// Metres between two positions of one match (at ≤ 25 positions/s that is under the server's
+/// 350 m/s plausibility limit, and above its 10 m jitter threshold).
+const STEP_M: f64 = 12.0;
+
+/// One match's shared record: when each position was sent (ns since `epoch` + 1; 0 = not yet).
+struct MatchLog {
+    sent_at: Vec<AtomicU64>,
+    /// Wall-clock µs of position 0's `recorded_at`; position k is `first_us + k × period`.
+    first_us: AtomicU64,
+    watchers: AtomicU64,
+}
+
+struct Tracking {
+    epoch: Instant,
+    per_match: usize,
+    period: Duration,
+    matches: Vec<MatchLog>,
+    sent: AtomicU64,
+    delivered: AtomicU64,
+    last_delivery_ns: AtomicU64,
+}
+
+impl Tracking {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+#[derive(Default)]
+struct WatchReport {
+    connected: bool,
+    failure: Option<String>,
+    received: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    /// Positions never seen because a newer one replaced them (coalesced for a slow watcher).
+    skipped: u64,
+    latencies_us: Vec<u32>,
+    errors: BTreeMap<String, u64>,
+    closed_by_server: Option<String>,
+    send_failures: u64,
+}
+
+struct Tracker {
+    index: usize,
+    match_id: String,
+    reporter: bool,
+    stagger: Duration,
+    target: Target,
+    source: Option<IpAddr>,
+    token: Option<Arc<str>>,
+    bypass: Option<Arc<str>>,
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// One socket of `track`: the reporter sends the match's positions; a watcher receives them.
+async fn track_socket(
+    m: Tracker,
+    run: Arc<Tracking>,
+    gate: Arc<Semaphore>,
+    ready: mpsc::UnboundedSender<bool>,
+    mut go: watch::Receiver<Option<Instant>>,
+    mut stop: watch::Receiver<bool>,
+    done_sending: mpsc::UnboundedSender<()>,
+) -> WatchReport {
+    let mut report = WatchReport::default();
+    let permit = gate.acquire_owned().await;
+    let opened = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Box::pin(async {
+            let mut ws = open(&m.target, m.source, m.token.as_deref(), m.bypass.as_deref()).await?;
+            wait_for(&mut ws, "hello").await?;
+            if !m.reporter {
+                let sub =
+                    json!({"type": "subscribe", "channel": format!("tracking:{}", m.match_id)});
+                ws.send(Message::Text(Utf8Bytes::from(sub.to_string())))
+                    .await
+                    .map_err(|e| format!("send subscribe: {e}"))?;
+                wait_for(&mut ws, "subscribed").await?;
+            }
+            Ok::<_, String>(ws)
+        }),
+    )
+    .await;
+    drop(permit);
+    let mut ws = match opened {
+        Ok(Ok(ws)) => ws,
+        other => {
+            report.failure = Some(match other {
+                Ok(Err(e)) => e,
+                _ => "timeout (30 s)".into(),
+            });
+            let _ = ready.send(false);
+            if m.reporter {
+                let _ = done_sending.send(());
+            }
+            return report;
+        }
+    };
+    report.connected = true;
+    let log = &run.matches[m.index];
+    if !m.reporter {
+        log.watchers.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = ready.send(true);
+
+    let mut ticker: Option<tokio::time::Interval> = None;
+    let mut waiting_for_go = m.reporter;
+    let mut next = 0usize;
+    let mut last: Option<usize> = None;
+    let period_us = run.period.as_micros() as u64;
+    let (lat0, lng0) = (-40.0 + (m.index % 8000) as f64 * 0.01, 20.0);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                break;
+            }
+            changed = go.changed(), if waiting_for_go => {
+                if changed.is_err() {
+                    waiting_for_go = false;
+                    let _ = done_sending.send(());
+                    continue;
+                }
+                let start = *go.borrow_and_update();
+                if let Some(start) = start {
+                    waiting_for_go = false;
+                    let first = start + m.stagger;
+                    let wall = unix_us() + first.saturating_duration_since(Instant::now()).as_micros() as u64;
+                    log.first_us.store(wall, Ordering::Release);
+                    let mut t = tokio::time::interval_at(first.into(), run.period);
+                    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    ticker = Some(t);
+                }
+            }
+            () = tick(&mut ticker), if ticker.is_some() => {
+                let first_us = log.first_us.load(Ordering::Acquire);
+                let at_us = first_us + next as u64 * period_us;
+                let recorded_at = chrono::DateTime::from_timestamp_micros(at_us as i64)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                let frame = json!({"type": "position", "match_id": m.match_id,
+                    "lat": lat0 + next as f64 * STEP_M / 111_195.0, "lng": lng0,
+                    "accuracy_m": 5.0, "recorded_at": recorded_at});
+                let text = Utf8Bytes::from(frame.to_string());
+                log.sent_at[next].store(run.now_ns() + 1, Ordering::Release);
+                if ws.send(Message::Text(text)).await.is_err() {
+                    report.send_failures += 1;
+                } else {
+                    run.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                next += 1;
+                if next >= run.per_match {
+                    ticker = None;
+                    let _ = done_sending.send(());
+                }
+            }
+            msg = ws.next() => {
+                let raw = match msg {
+                    Some(Ok(Message::Text(raw))) => raw,
+                    Some(Ok(Message::Close(c))) => {
+                        report.closed_by_server = Some(close_label(c.as_ref()));
+                        break;
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        report.closed_by_server = Some(format!("read error: {e}"));
+                        break;
+                    }
+                    None => {
+                        report.closed_by_server = Some("eof".into());
+                        break;
+                    }
+                };
+                let now = run.now_ns();
+                let Ok(f) = serde_json::from_str::<Frame>(&raw) else {
+                    *report.errors.entry("unparsable frame".into()).or_default() += 1;
+                    continue;
+                };
+                match f.kind.as_ref() {
+                    "position" if !m.reporter => {
+                        let first_us = log.first_us.load(Ordering::Acquire);
+                        let k = f
+                            .recorded_at
+                            .as_deref()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .map(|t| t.timestamp_micros() as u64)
+                            .filter(|t| first_us > 0 && *t >= first_us)
+                            .map(|t| ((t - first_us + period_us / 2) / period_us) as usize)
+                            .filter(|k| *k < run.per_match);
+                        let Some(k) = k else {
+                            *report.errors.entry("foreign position".into()).or_default() += 1;
+                            continue;
+                        };
+                        match last {
+                            Some(l) if k == l => {
+                                report.duplicates += 1;
+                                continue;
+                            }
+                            Some(l) if k < l => {
+                                report.out_of_order += 1;
+                                continue;
+                            }
+                            Some(l) => report.skipped += (k - l - 1) as u64,
+                            None => report.skipped += k as u64,
+                        }
+                        last = Some(k);
+                        report.received += 1;
+                        run.delivered.fetch_add(1, Ordering::Relaxed);
+                        run.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
+                        let sent = log.sent_at[k].load(Ordering::Acquire);
+                        if sent > 0 {
+                            report.latencies_us.push(micros(now.saturating_sub(sent - 1)));
+                        }
+                    }
+                    "error" => {
+                        let code = f.code.as_deref().unwrap_or("?").to_owned();
+                        *report.errors.entry(format!("error frame {code}")).or_default() += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if m.reporter && (waiting_for_go || ticker.is_some()) {
+        let _ = done_sending.send(());
+    }
+    report
+}
+
+async fn track(args: &Args) -> Res<()> {
+    let targets = targets(args).await?;
+    let sources = sources(args)?;
+    let matches = read_specs(args, Fixture::Matches)?;
+    let watchers: usize = args.num("watchers", Some(5))?;
+    let rate: f64 = args.num("rate", Some(10.0))?;
+    let secs: f64 = args.num("secs", Some(30.0))?;
+    let concurrency: usize = args.num("concurrency", Some(100))?;
+    let bypass: Option<Arc<str>> = args.opt("bypass").map(Arc::from);
+    let pids: Vec<u32> = args
+        .list("pids")
+        .iter()
+        .map(|p| p.parse().map_err(|_| format!("--pids: bad pid {p}")))
+        .collect::<Res<_>>()?;
+    let (with_pg, with_redis) = (args.flag("pg"), args.flag("redis"));
+    let label = args.opt("label").unwrap_or("track").to_owned();
+    if watchers < 1 || !(rate > 0.0 && rate <= 25.0) || secs <= 0.0 {
+        return Err("--watchers ≥ 1, 0 < --rate ≤ 25, --secs > 0".into());
+    }
+    let per_match = (rate * secs).round().max(1.0) as usize;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let run = Arc::new(Tracking {
+        epoch: Instant::now(),
+        per_match,
+        period,
+        matches: (0..matches.len())
+            .map(|_| MatchLog {
+                sent_at: (0..per_match).map(|_| AtomicU64::new(0)).collect(),
+                first_us: AtomicU64::new(0),
+                watchers: AtomicU64::new(0),
+            })
+            .collect(),
+        sent: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        last_delivery_ns: AtomicU64::new(0),
+    });
+    let n = matches.len();
+    let per_match_sockets = watchers + 1;
+    let total_sockets = n * per_match_sockets;
+    println!(
+        "{label}: {n} matches x ({watchers} watchers + 1 reporter) = {total_sockets} sockets, {rate} positions/s per match for {secs} s ({per_match} each)"
+    );
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let (go_tx, go_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut handles = Vec::with_capacity(total_sockets);
+    for (i, spec) in matches.iter().enumerate() {
+        for j in 0..per_match_sockets {
+            let k = i * per_match_sockets + j;
+            // The reporter is the traveler; watchers alternate sender, traveler.
+            let token = if j == 0 || j % 2 == 0 {
+                spec.traveler.clone()
+            } else {
+                spec.sender.clone()
+            };
+            let t = Tracker {
+                index: i,
+                match_id: spec.room_id.clone(),
+                reporter: j == 0,
+                stagger: period.mul_f64(i as f64 / n as f64),
+                target: targets[k % targets.len()].clone(),
+                source: (!sources.is_empty()).then(|| sources[k % sources.len()]),
+                token,
+                bypass: bypass.clone(),
+            };
+            handles.push(tokio::spawn(track_socket(
+                t,
+                run.clone(),
+                gate.clone(),
+                ready_tx.clone(),
+                go_rx.clone(),
+                stop_rx.clone(),
+                done_tx.clone(),
+            )));
+        }
+    }
+    drop((ready_tx, done_tx, go_rx, stop_rx));
+
+    let connect_started = Instant::now();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    while ok + failed < total_sockets {
+        match tokio::time::timeout(Duration::from_secs(120), ready_rx.recv()).await {
+            Ok(Some(true)) => ok += 1,
+            Ok(Some(false)) => failed += 1,
+            Ok(None) | Err(_) => break,
+        }
+        if (ok + failed) % 1000 == 0 {
+            println!("{label}: connected {ok}/{total_sockets} (failed {failed})");
+        }
+    }
+    println!(
+        "{label}: {ok} sockets ready, {failed} failed, in {:.1} s",
+        connect_started.elapsed().as_secs_f64()
+    );
+    if ok == 0 {
+        return Err("no socket connected".into());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let clk = clock_ticks_per_sec();
+    let cpu_before = cpu_snapshot(&pids, with_pg, with_redis);
+    let start = Instant::now() + Duration::from_millis(100);
+    let start_ns = start.duration_since(run.epoch).as_nanos() as u64;
+    let _ = go_tx.send(Some(start));
+    let mut finished = 0;
+    while finished < n {
+        match done_rx.recv().await {
+            Some(()) => finished += 1,
+            None => break,
+        }
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    let sent_now = run.sent.load(Ordering::Relaxed);
+    println!("{label}: sending done in {send_secs:.1} s ({sent_now} sent); waiting up to 5 s for stragglers");
+    let expected = || -> u64 {
+        run.matches
+            .iter()
+            .map(|m| {
+                let sent = m
+                    .sent_at
+                    .iter()
+                    .filter(|s| s.load(Ordering::Relaxed) > 0)
+                    .count();
+                sent as u64 * m.watchers.load(Ordering::Relaxed)
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut idle_since = Instant::now();
+    let mut last_seen = 0;
+    while Instant::now() < deadline {
+        let delivered = run.delivered.load(Ordering::Relaxed);
+        if delivered >= expected() {
+            break;
+        }
+        if delivered != last_seen {
+            (last_seen, idle_since) = (delivered, Instant::now());
+        } else if idle_since.elapsed() > Duration::from_secs(1) {
+            break; // the rest were coalesced away
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu_after = cpu_snapshot(&pids, with_pg, with_redis);
+    let _ = stop_tx.send(true);
+    let mut reports = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(r) = h.await {
+            reports.push(r);
+        }
+    }
+
+    let sent = run.sent.load(Ordering::Relaxed);
+    let expected = expected();
+    let mut latencies: Vec<u32> = Vec::new();
+    let (mut received, mut dups, mut ooo, mut skipped, mut send_failures) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let failures = Tally::default();
+    let closes = Tally::default();
+    let errors = Tally::default();
+    for r in &mut reports {
+        received += r.received;
+        dups += r.duplicates;
+        ooo += r.out_of_order;
+        skipped += r.skipped;
+        send_failures += r.send_failures;
+        latencies.append(&mut r.latencies_us);
+        if let Some(f) = r.failure.take() {
+            failures.add(f);
+        }
+        if let Some(c) = r.closed_by_server.take() {
+            closes.add(c);
+        }
+        for (k, v) in &r.errors {
+            errors.add_n(k.clone(), *v);
+        }
+    }
+    latencies.sort_unstable();
+    let last_ns = run.last_delivery_ns.load(Ordering::Relaxed);
+    let secs_taken = (last_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
+    let ingested_per_sec = sent as f64 / send_secs.max(1e-9);
+    let delivered_per_sec = received as f64 / secs_taken;
+    let ms = |ticks: u64| ticks as f64 * 1000.0 / clk;
+    let app_ticks = ticks_between(&cpu_before.app, &cpu_after.app);
+    let pg_ticks = ticks_between(&cpu_before.pg, &cpu_after.pg);
+    let redis_ticks = ticks_between(&cpu_before.redis, &cpu_after.redis);
+    let per_1000_positions = |ticks: u64| {
+        if sent == 0 {
+            0.0
+        } else {
+            ms(ticks) * 1000.0 / sent as f64
+        }
+    };
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+
+    println!("{label}: sockets ready={ok} failed={failed}");
+    if failed > 0 {
+        println!("{label}: connect failures: {}", failures.render());
+    }
+    println!(
+        "{label}: positions sent={sent} ({ingested_per_sec:.0}/s) expected_deliveries={expected} received={received} skipped(coalesced)={skipped} duplicates={dups} out_of_order={ooo} send_failures={send_failures}"
+    );
+    println!(
+        "{label}: deliveries/s={delivered_per_sec:.0}; latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+    );
+    if !pids.is_empty() || with_pg || with_redis {
+        println!(
+            "{label}: CPU ms (per 1000 positions): app {:.0} ({:.1}), postgres {:.0} ({:.1}), redis {:.0} ({:.1})",
+            ms(app_ticks),
+            per_1000_positions(app_ticks),
+            ms(pg_ticks),
+            per_1000_positions(pg_ticks),
+            ms(redis_ticks),
+            per_1000_positions(redis_ticks),
+        );
+    }
+    if closes.to_json().as_object().is_some_and(|o| !o.is_empty()) {
+        println!("{label}: closed by the server: {}", closes.render());
+    }
+    if errors.to_json().as_object().is_some_and(|o| !o.is_empty()) {
+        println!("{label}: errors: {}", errors.render());
+    }
+    let summary = json!({
+        "label": label,
+        "matches": n,
+        "watchers": watchers,
+        "rate": rate,
+        "secs": secs,
+        "sockets_ok": ok,
+        "sockets_failed": failed,
+        "positions_sent": sent,
+        "positions_per_sec": round(ingested_per_sec),
+        "expected_deliveries": expected,
+        "received": received,
+        "skipped_coalesced": skipped,
+        "duplicates": dups,
+        "out_of_order": ooo,
+        "deliveries_per_sec": round(delivered_per_sec),
+        "latency_ms": {
+            "p50": percentile(&latencies, 0.50),
+            "p90": percentile(&latencies, 0.90),
+            "p99": percentile(&latencies, 0.99),
+            "max": percentile(&latencies, 1.0),
+        },
+        "cpu_ms": {
+            "app": round(ms(app_ticks)),
+            "postgres": round(ms(pg_ticks)),
+            "redis": round(ms(redis_ticks)),
+        },
+        "cpu_ms_per_1000_positions": {
+            "app": round(per_1000_positions(app_ticks)),
+            "postgres": round(per_1000_positions(pg_ticks)),
+            "redis": round(per_1000_positions(redis_ticks)),
+        },
+        "closed_by_server": closes.to_json(),
+        "errors": errors.to_json(),
+    });
+    println!("TRACK_RESULT {summary}");
     Ok(())
 }

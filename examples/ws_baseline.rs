@@ -5,12 +5,15 @@
 //!
 //! - `hello` on connect; `ping` → `pong`; a WebSocket ping every 20 s, closed (1008) after 60 s
 //!   without any frame from the client;
-//! - `subscribe {channel: "chat:<id>"}` → `subscribed {channel, last_seq}` (no history kept, so
-//!   no replay), `unsubscribe`;
+//! - `subscribe {channel: "chat:<id>" | "tracking:<id>"}` → `subscribed {channel, last_seq}` (no
+//!   history kept, so no replay), `unsubscribe`;
 //! - `send {room_id, client_msg_id, body}` → a per-room sequence number, `ack {client_msg_id, id,
 //!   seq, room_id}` to the sender and one `message {room_id, seq, id, sender_id: null, body,
 //!   client_msg_id, sent_at}` to every subscribed socket (the sender's included, as the service
 //!   does), serialised once;
+//! - `position {match_id, lat, lng, accuracy_m, recorded_at}` → one `position {match_id, lat,
+//!   lng, accuracy_m, recorded_at, eta}` to every socket subscribed to `tracking:<match_id>` (no
+//!   filter, no storage, `eta` = `recorded_at`);
 //! - every socket has one bounded outbox drained by its writer task; a socket whose outbox is
 //!   full is a slow consumer and is closed (1008).
 //!
@@ -93,6 +96,20 @@ struct Incoming<'a> {
     client_msg_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     body: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    match_id: Option<Cow<'a, str>>,
+    lat: Option<f64>,
+    lng: Option<f64>,
+    accuracy_m: Option<f64>,
+    #[serde(borrow)]
+    recorded_at: Option<Cow<'a, str>>,
+}
+
+/// The channels a socket may subscribe to.
+fn known_channel(channel: &str) -> bool {
+    ["chat:", "tracking:"]
+        .iter()
+        .any(|p| channel.strip_prefix(p).is_some_and(|id| !id.is_empty()))
 }
 
 fn text(value: &serde_json::Value) -> Message {
@@ -130,10 +147,11 @@ impl Hub {
             }
             "subscribe" => {
                 let channel = frame.channel.unwrap_or_default();
-                let Some(room_id) = channel.strip_prefix("chat:").filter(|r| !r.is_empty()) else {
+                if !known_channel(&channel) {
                     me.push(error("forbidden", "Unknown channel."));
                     return;
-                };
+                }
+                let room_id = channel.as_ref();
                 let mut rooms = self.lock();
                 let room = rooms.entry(room_id.to_owned()).or_default();
                 room.subscribers.insert(id, me.clone());
@@ -147,7 +165,8 @@ impl Hub {
             }
             "unsubscribe" => {
                 let channel = frame.channel.unwrap_or_default();
-                if let Some(room_id) = channel.strip_prefix("chat:") {
+                if known_channel(&channel) {
+                    let room_id = channel.as_ref();
                     if let Some(room) = self.lock().get_mut(room_id) {
                         room.subscribers.remove(&id);
                     }
@@ -164,7 +183,7 @@ impl Hub {
                 let sent_at =
                     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
                 let mut rooms = self.lock();
-                let room = rooms.entry(room_id.clone().into_owned()).or_default();
+                let room = rooms.entry(format!("chat:{room_id}")).or_default();
                 room.seq += 1;
                 let seq = room.seq;
                 let message = Utf8Bytes::from(
@@ -177,6 +196,24 @@ impl Hub {
                     "id": msg_id, "seq": seq, "room_id": room_id})));
                 room.subscribers
                     .retain(|_, conn| conn.push(Message::Text(message.clone())));
+                self.messages.fetch_add(1, Ordering::Relaxed);
+            }
+            "position" => {
+                let Some(match_id) = frame.match_id.filter(|m| !m.is_empty()) else {
+                    me.push(error("bad_frame", "`position` needs a match_id."));
+                    return;
+                };
+                let recorded_at = frame.recorded_at.unwrap_or_default();
+                let position = Utf8Bytes::from(
+                    json!({"type": "position", "match_id": match_id, "lat": frame.lat,
+                        "lng": frame.lng, "accuracy_m": frame.accuracy_m,
+                        "recorded_at": recorded_at, "eta": recorded_at})
+                    .to_string(),
+                );
+                if let Some(room) = self.lock().get_mut(&format!("tracking:{match_id}")) {
+                    room.subscribers
+                        .retain(|_, conn| conn.push(Message::Text(position.clone())));
+                }
                 self.messages.fetch_add(1, Ordering::Relaxed);
             }
             "read" | "typing" => {}
