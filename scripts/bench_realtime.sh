@@ -5,6 +5,7 @@
 #
 #   scripts/bench_realtime.sh idle N NODES                   e.g. idle 100000 6
 #   scripts/bench_realtime.sh fanout ROOMS MEMBERS RATE SECS  e.g. fanout 200 5 20 30
+#   scripts/bench_realtime.sh track MATCHES WATCHERS RATE SECS e.g. track 2000 5 10 30
 #
 # idle: NODES `airbar serve` nodes (ports 3201..) sharing PostgreSQL and Redis; N sockets opened
 # by ceil(N/17000) `loadgen idle` processes (a process may hold at most 20 000 files) spread
@@ -16,6 +17,10 @@
 # fanout: one node; ROOMS rooms (a requested match each), MEMBERS sockets per room all
 # subscribed, one of them sending RATE messages/s for SECS s; latency from send to each other
 # member's receipt, CPU of the node, PostgreSQL and Redis per 1000 deliveries. Then ws_baseline.
+# track (issue 9): one node; MATCHES matches in transit, each with one traveler socket sending
+# RATE positions/s for SECS s and WATCHERS sockets (sender/traveler) on `tracking:<match>`;
+# positions ingested per second, latency from send to each watcher's `position` frame, frames
+# coalesced away, CPU per 1000 positions. Then ws_baseline relaying the same frames.
 #
 # Environment: CARGO_TARGET_DIR (binaries are taken from there), SKIP_BUILD=1, IDLE_USERS
 # (1000), IDLE_HOLD (70), SETTLE (10), BASE_PORT (3201), BASELINE_PORT (3299).
@@ -24,8 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-}
-usage() { sed -n '6,7p' "$0" | sed 's/^# */usage: /'; exit 2; }
-[[ $MODE == idle || $MODE == fanout ]] || usage
+usage() { sed -n '6,8p' "$0" | sed 's/^# */usage: /'; exit 2; }
+[[ $MODE == idle || $MODE == fanout || $MODE == track ]] || usage
 
 BIN=${CARGO_TARGET_DIR:-target}/release
 BASE_PORT=${BASE_PORT:-3201}
@@ -212,6 +217,69 @@ if [[ $MODE == idle ]]; then
   echo "baseline: RSS per socket $BASE_PER KiB"
   echo
   echo "IDLE_SUMMARY sockets=$EST failed=$FAILED nodes=$NODES airbar_kib_per_socket=$AIRBAR_PER baseline_kib_per_socket=$BASE_PER ratio=$(awk -v a="$AIRBAR_PER" -v b="$BASE_PER" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}') closed_by_server=$CLOSED"
+  exit 0
+fi
+
+# ----------------------------------------------------------------------------------------------
+# track
+
+if [[ $MODE == track ]]; then
+  MATCHES=${2:?usage: track MATCHES WATCHERS RATE SECS}
+  WATCHERS=${3:?}; RATE=${4:?}; SECS=${5:?}
+  SOCKETS=$(( MATCHES * (WATCHERS + 1) ))
+  if (( SOCKETS > FILES - 500 )); then
+    echo "$SOCKETS sockets do not fit one process's $FILES files"; exit 2
+  fi
+  header "track: $MATCHES matches x $WATCHERS watchers, $RATE positions/s per match for $SECS s"
+  start_node "$BASE_PORT"
+  AIRBAR_PID=$NODE_PID
+  "$LOADGEN" setup-tracking --base "http://127.0.0.1:$BASE_PORT" --bypass "$BYPASS" \
+    --matches "$MATCHES" --out "$WORK/matches.json" | tail -1
+  "$LOADGEN" track --label airbar --urls "ws://127.0.0.1:$BASE_PORT/api/ws" --matches "$WORK/matches.json" \
+    --watchers "$WATCHERS" --rate "$RATE" --secs "$SECS" --bypass "$BYPASS" \
+    --sources 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 \
+    --pids "$AIRBAR_PID" --pg --redis | tee "$WORK/track-airbar.log" | grep -v '^TRACK_RESULT'
+  AIRBAR_RSS=$(rss_kib "$AIRBAR_PID")
+  STORED=$($PSQL -d "$DB" -c "SELECT count(*) FROM positions")
+  curl -s "http://127.0.0.1:$BASE_PORT/api/metrics" | grep -E '^airbar_tracking_(positions|coalesced)' | sed 's/^/  metrics: /'
+  stop "$AIRBAR_PID"
+  grep -E 'ERROR|WARN' "$WORK/node-$BASE_PORT.log" | sed 's/\x1b\[[0-9;]*m//g' | sort | uniq -c | sort -rn | head -10 | sed 's/^/  node log: /' || true
+  echo "positions stored in the trail: $STORED"
+
+  echo
+  start_baseline
+  "$LOADGEN" track --label baseline --baseline --match-count "$MATCHES" \
+    --urls "ws://127.0.0.1:$BASELINE_PORT/api/ws" \
+    --watchers "$WATCHERS" --rate "$RATE" --secs "$SECS" \
+    --sources 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 \
+    --pids "$BASELINE_PID" | tee "$WORK/track-baseline.log" | grep -v '^TRACK_RESULT'
+  BASELINE_RSS=$(rss_kib "$BASELINE_PID")
+  stop "$BASELINE_PID"
+
+  echo
+  echo "node VmRSS after: airbar $AIRBAR_RSS KiB, baseline $BASELINE_RSS KiB"
+  grep -h '^TRACK_RESULT' "$WORK/track-airbar.log" "$WORK/track-baseline.log"
+  python3 - "$WORK/track-airbar.log" "$WORK/track-baseline.log" <<'PY'
+import json, sys
+def result(path):
+    for line in open(path):
+        if line.startswith("TRACK_RESULT "):
+            return json.loads(line.split(" ", 1)[1])
+    sys.exit(f"no TRACK_RESULT in {path}")
+a, b = result(sys.argv[1]), result(sys.argv[2])
+def ratio(x, y):
+    return f"{x / y:.2f}" if y else "n/a"
+print("RATIOS (airbar / baseline): "
+      f"positions/s {ratio(a['positions_per_sec'], b['positions_per_sec'])}, "
+      f"deliveries/s {ratio(a['deliveries_per_sec'], b['deliveries_per_sec'])}, "
+      f"p50 {ratio(a['latency_ms']['p50'], b['latency_ms']['p50'])}, "
+      f"p99 {ratio(a['latency_ms']['p99'], b['latency_ms']['p99'])}, "
+      f"app CPU per 1000 positions {ratio(a['cpu_ms_per_1000_positions']['app'], b['cpu_ms_per_1000_positions']['app'])}")
+for r in (a, b):
+    print(f"{r['label']}: {r['positions_per_sec']:.0f} positions/s ingested, p99 {r['latency_ms']['p99']} ms, "
+          f"received {r['received']} of {r['expected_deliveries']} (coalesced {r['skipped_coalesced']}, "
+          f"dup {r['duplicates']}, out of order {r['out_of_order']})")
+PY
   exit 0
 fi
 
