@@ -30,6 +30,9 @@ pub enum RoomFrame {
     Message { room: Uuid, seq: i64 },
     /// Typing and the like: forwarded as they come, never replayed.
     Ephemeral { room: Uuid },
+    /// `arriving` or a status change of a watched parcel: for a socket whose `tracking:`
+    /// subscription has been answered.
+    Tracking { match_id: Uuid },
 }
 
 /// A frame for a client (serialised once for all its recipients).

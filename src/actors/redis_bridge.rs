@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::chat_room::{self, ChatRoom, Post, Signal};
 use super::probe::ActorProbe;
 use super::registry::Forward;
-use super::tracker::{self, Arrived, ParcelTracker, StatusChanged, Stored};
+use super::tracker::{self, Arrived, Lost, ParcelTracker, StatusChanged, Stored};
 use super::user_hub::{self, Deliver, SessionRevoked, UserHub};
 use crate::services::events::{Event, EventBus, Published, TrackedPosition};
 use crate::state::AppState;
@@ -100,6 +100,11 @@ impl RedisBridge {
                 }
             }
             Event::Arriving { match_id } => self.to_tracker(*match_id, Arrived),
+            Event::PositionsLost { match_ids } => {
+                for match_id in match_ids {
+                    self.to_tracker(*match_id, Lost);
+                }
+            }
             Event::MatchUpdated {
                 match_id, status, ..
             } => {

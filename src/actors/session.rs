@@ -21,7 +21,7 @@ use super::chat_room::{self, ChatRoom};
 use super::outlet::{delivered, Close, Lag, Outlet, Push, RoomFrame, Slot, Wake, Watcher};
 use super::probe::ActorProbe;
 use super::registry::GetOrStart;
-use super::tracker::{Ingest, ParcelTracker, Unwatch, Watch};
+use super::tracker::{Ingest, ParcelTracker, Refusal, Unwatch, Watch};
 use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
@@ -104,6 +104,8 @@ struct TrackSub {
 
 /// Parcels one socket may watch at once, and trackers it keeps at hand for its positions.
 const MAX_TRACKS: usize = 32;
+/// Positions of one socket waiting for their tracker's answer; beyond, `overloaded`.
+const MAX_REPORTS_IN_FLIGHT: usize = 64;
 
 /// How long a message waits for an earlier one still on its way (another node may publish
 /// later than it committed) before the missing ones are read from the database.
@@ -138,6 +140,8 @@ pub struct WsSession {
     tracks: HashMap<Uuid, TrackSub>,
     /// Trackers this socket reported positions to (the traveler's app), by match.
     reporting: HashMap<Uuid, Addr<ParcelTracker>>,
+    /// Positions handed to a tracker and not yet answered.
+    reports_in_flight: usize,
 }
 
 pub struct SessionDeps {
@@ -167,6 +171,7 @@ impl WsSession {
             sending: false,
             tracks: HashMap::new(),
             reporting: HashMap::new(),
+            reports_in_flight: 0,
         }
     }
 
@@ -386,9 +391,15 @@ impl WsSession {
         );
         let state = self.state.clone();
         let join = async move {
-            let tracker = tracking::tracker(&state, match_id).await.ok().flatten()?;
-            let watching = tracker.send(Watch(watcher)).await.ok()?;
-            Some((tracker, watching))
+            let tracker = match tracking::tracker(&state, match_id).await {
+                Ok(Some(tracker)) => tracker,
+                Ok(None) => return Err(Refusal::NotFound),
+                Err(_) => return Err(Refusal::Overloaded),
+            };
+            match tracker.send(Watch(watcher)).await {
+                Ok(watching) => Ok((tracker, watching)),
+                Err(_) => Err(Refusal::Overloaded),
+            }
         };
         ctx.spawn(join.into_actor(self).map(move |joined, this, ctx| {
             let current = this
@@ -397,7 +408,7 @@ impl WsSession {
                 .is_some_and(|sub| Arc::ptr_eq(&sub.slot, &slot));
             let channel = format!("tracking:{match_id}");
             match joined {
-                Some((tracker, Ok(watching))) if current => {
+                Ok((tracker, Ok(watching))) if current => {
                     if let Some(sub) = this.tracks.get_mut(&match_id) {
                         sub.tracker = Some(tracker);
                     }
@@ -412,21 +423,29 @@ impl WsSession {
                         }
                     }
                 }
-                Some((tracker, Ok(_))) => tracker.do_send(Unwatch { socket_id: this.socket_id }),
-                Some((_, Err(_))) | None => {
+                Ok((tracker, Ok(_))) => tracker.do_send(Unwatch { socket_id: this.socket_id, slot }),
+                Ok((_, Err(refusal))) | Err(refusal) => {
                     if current {
                         this.tracks.remove(&match_id);
                     }
-                    Self::error(ctx, "forbidden", "This channel is not yours.");
+                    match refusal {
+                        Refusal::Overloaded => Self::error(ctx, "unavailable", "Tracking is unavailable right now; subscribe again shortly."),
+                        _ => Self::error(ctx, "forbidden", "This channel is not yours."),
+                    }
                 }
             }
         }));
     }
 
     fn unwatch(&mut self, match_id: Uuid) {
-        if let Some(tracker) = self.tracks.remove(&match_id).and_then(|sub| sub.tracker) {
+        if let Some(TrackSub {
+            tracker: Some(tracker),
+            slot,
+        }) = self.tracks.remove(&match_id)
+        {
             tracker.do_send(Unwatch {
                 socket_id: self.socket_id,
+                slot,
             });
         }
     }
@@ -493,6 +512,10 @@ impl WsSession {
         fix: crate::domain::tracking::Fix,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        if self.reports_in_flight >= MAX_REPORTS_IN_FLIGHT {
+            return Self::error(ctx, "overloaded", "Too many positions at once; slow down.");
+        }
+        self.reports_in_flight += 1;
         let ingest = Ingest {
             user: self.user_id,
             fix,
@@ -502,18 +525,21 @@ impl WsSession {
             tracker
                 .send(ingest)
                 .into_actor(self)
-                .map(|result, _, ctx| match result {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(refusal)) => {
-                        let e = tracking::refusal(refusal);
-                        let code = if e.status().as_u16() == 404 {
-                            "forbidden"
-                        } else {
-                            e.code()
-                        };
-                        Self::error(ctx, code, &e.problem().detail);
+                .map(|result, this, ctx| {
+                    this.reports_in_flight -= 1;
+                    match result {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(refusal)) => {
+                            let e = tracking::refusal(refusal);
+                            let code = if e.status().as_u16() == 404 {
+                                "forbidden"
+                            } else {
+                                e.code()
+                            };
+                            Self::error(ctx, code, &e.problem().detail);
+                        }
+                        Err(_) => Self::error(ctx, "unavailable", "The parcel tracker stopped."),
                     }
-                    Err(_) => Self::error(ctx, "unavailable", "The parcel tracker stopped."),
                 }),
         );
     }
@@ -778,6 +804,16 @@ impl Handler<Push> for WsSession {
             None => return self.write(ctx, &msg.text, msg.published_us),
             Some(RoomFrame::Ephemeral { room }) => {
                 if self.rooms.get(&room).is_some_and(|sub| !sub.replaying) {
+                    self.write(ctx, &msg.text, msg.published_us);
+                }
+                return;
+            }
+            Some(RoomFrame::Tracking { match_id }) => {
+                if self
+                    .tracks
+                    .get(&match_id)
+                    .is_some_and(|sub| sub.tracker.is_some())
+                {
                     self.write(ctx, &msg.text, msg.published_us);
                 }
                 return;

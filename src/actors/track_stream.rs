@@ -2,8 +2,9 @@
 //! Server-Sent Events, no account. It watches the match's `ParcelTracker` on this node: first a
 //! `status` record (status and ETA) and the latest position, then every newer position
 //! (coalesced: a reader that falls behind gets the newest one, never a backlog), `arriving`, and
-//! status changes. The stream ends after the parcel is delivered (or the match ends). Frames
-//! carry the match id, coordinates, times and status — nothing about the people.
+//! status changes. The stream ends after the parcel is delivered (or the match ends); a link
+//! whose parcel is already delivered gets 204, which tells `EventSource` not to reconnect.
+//! Frames carry the match id, coordinates, times and status — nothing about the people.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use super::outlet::{delivered, Close, Push, Slot, Wake, Watcher};
 use super::probe::ActorProbe;
 use super::tracker::{ParcelTracker, Unwatch, Watch};
+use crate::domain::tracking;
 use crate::state::AppState;
 
 pub const KIND: &str = "track_stream";
@@ -98,13 +100,6 @@ impl TrackStream {
             }
         }
     }
-
-    fn ended(status: &str) -> bool {
-        matches!(
-            status,
-            "delivered" | "completed" | "cancelled" | "expired" | "declined"
-        )
-    }
 }
 
 impl Actor for TrackStream {
@@ -149,7 +144,7 @@ impl Actor for TrackStream {
                         this.send(ctx, latest);
                     }
                     this.drain(ctx);
-                    if Self::ended(&watching.status) {
+                    if tracking::moves_no_more(&watching.status) {
                         ctx.stop();
                     }
                 }),
@@ -165,6 +160,7 @@ impl Actor for TrackStream {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.tracker.do_send(Unwatch {
             socket_id: self.socket_id,
+            slot: self.slot.clone(),
         });
         self.probe.stopped();
     }
@@ -186,13 +182,16 @@ impl Handler<Push> for TrackStream {
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
         self.probe.handled();
+        if !self.watching {
+            return; // the answer to the subscription carries the status
+        }
         if self.send(ctx, &msg.text) {
             delivered(&self.state.metrics, &self.probe, msg.published_us);
         }
         let ended = serde_json::from_str::<serde_json::Value>(&msg.text)
             .ok()
             .filter(|f| f["type"] == "status")
-            .and_then(|f| f["status"].as_str().map(Self::ended))
+            .and_then(|f| f["status"].as_str().map(tracking::moves_no_more))
             .unwrap_or(false);
         if ended {
             ctx.stop();

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::outlet::{Push, Watcher};
+use super::outlet::{Push, RoomFrame, Slot, Watcher};
 use super::probe::ActorProbe;
 use crate::domain::geo::LatLng;
 use crate::domain::tracking::{self, Fix, Motion};
@@ -53,6 +53,8 @@ pub struct ParcelTracker {
     watchers: HashMap<Uuid, Watcher>,
     active_at: Instant,
     rechecked_at: Option<Instant>,
+    /// This node sent a position inside the geofence to be stored (`arriving` not yet seen).
+    arriving_pending: bool,
 }
 
 impl ParcelTracker {
@@ -78,8 +80,43 @@ impl ParcelTracker {
             watchers: HashMap::new(),
             active_at: Instant::now(),
             rechecked_at: None,
+            arriving_pending: false,
             state,
         }
+    }
+
+    /// Reads the match again, before any other message is handled.
+    fn refresh(&mut self, ctx: &mut Context<Self>) {
+        let (state, match_id) = (self.state.clone(), self.match_id);
+        ctx.wait(
+            async move { crate::services::tracking::seed(&state, match_id).await }
+                .into_actor(self)
+                .map(|seed, this, _| match seed {
+                    Ok(Some(seed)) => this.apply(seed),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "parcel tracker could not re-read its match")
+                    }
+                }),
+        );
+    }
+
+    /// Takes what the database says now.
+    fn apply(&mut self, seed: Seed) {
+        if let Some(point) = seed.latest_point {
+            let newer = self
+                .latest
+                .as_ref()
+                .is_none_or(|(p, _)| point.recorded_at > p.recorded_at);
+            if newer {
+                let p = crate::services::tracking::stored_position(self.match_id, &seed, point);
+                self.motion.observe(fix_of(&p), None);
+                let frame = Arc::from(p.frame());
+                self.latest = Some((p, frame));
+            }
+        }
+        let arriving = self.seed.arriving || seed.arriving;
+        self.seed = Seed { arriving, ..seed };
     }
 
     fn eta(&self, motion: &Motion) -> DateTime<Utc> {
@@ -128,8 +165,9 @@ impl ParcelTracker {
         motion.accept(msg.fix);
         let eta = self.eta(&motion);
         let radius = self.state.settings.tracking.geofence_m;
-        let arriving =
-            !self.seed.arriving && tracking::inside(&msg.fix, self.seed.destination, radius);
+        let arriving = !self.seed.arriving
+            && !self.arriving_pending
+            && tracking::inside(&msg.fix, self.seed.destination, radius);
         let (reply, stored) = if msg.wait {
             let (tx, rx) = tokio::sync::oneshot::channel();
             (Some(tx), Some(rx))
@@ -155,7 +193,7 @@ impl ParcelTracker {
         }
         metrics.position("accepted");
         self.motion = motion;
-        self.seed.arriving |= arriving;
+        self.arriving_pending |= arriving;
         Ok(Ingested {
             accepted: true,
             dropped: None,
@@ -176,12 +214,13 @@ impl ParcelTracker {
 
     fn fan_out(&mut self, text: &str, recipients_only: bool) {
         let text: Arc<str> = Arc::from(text);
-        let probe = &self.probe;
+        let (probe, match_id) = (&self.probe, self.match_id);
+        let frame = Some(RoomFrame::Tracking { match_id });
         self.watchers.retain(|_, w| {
             if recipients_only && w.user.is_some() {
                 return true;
             }
-            w.offer(Push::new(text.clone(), None, None, now_us()), probe)
+            w.offer(Push::new(text.clone(), frame, None, now_us()), probe)
         });
     }
 }
@@ -200,6 +239,7 @@ impl Actor for ParcelTracker {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
         self.probe.started();
+        self.refresh(ctx);
         let idle = Duration::from_secs(self.state.settings.tracking.tracker_idle_secs);
         ctx.run_interval(
             (idle / 2).max(Duration::from_millis(100)),
@@ -259,7 +299,7 @@ impl Message for Ingest {
 impl Handler<Ingest> for ParcelTracker {
     type Result = ResponseActFuture<Self, Result<Ingested, Refusal>>;
 
-    fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Ingest, ctx: &mut Context<Self>) -> Self::Result {
         self.probe.handled();
         self.active_at = Instant::now();
         let stale = msg.user == self.seed.traveler_id
@@ -271,20 +311,22 @@ impl Handler<Ingest> for ParcelTracker {
             let result = self.ingest(msg);
             return Box::pin(actix::fut::ready(result));
         }
-        // The status may have moved on before its event reached this tracker: read it again.
+        // The status may have moved on before its event reached this tracker: read it again,
+        // holding every other message back meanwhile (so positions keep their order).
         self.rechecked_at = Some(Instant::now());
+        let (answer, answered) = tokio::sync::oneshot::channel();
         let (state, match_id) = (self.state.clone(), self.match_id);
-        Box::pin(
+        ctx.wait(
             async move { crate::services::tracking::seed(&state, match_id).await }
                 .into_actor(self)
                 .map(move |seed, this, _| {
                     if let Ok(Some(seed)) = seed {
-                        this.seed.status = seed.status;
-                        this.seed.picked_up_at = seed.picked_up_at;
+                        this.apply(seed);
                     }
-                    this.ingest(msg)
+                    let _ = answer.send(this.ingest(msg));
                 }),
-        )
+        );
+        Box::pin(async move { answered.await.unwrap_or(Err(Refusal::Overloaded)) }.into_actor(self))
     }
 }
 
@@ -326,10 +368,12 @@ impl Handler<Watch> for ParcelTracker {
     }
 }
 
+/// A watcher leaves; `slot` tells its subscription from a newer one of the same socket.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unwatch {
     pub socket_id: Uuid,
+    pub slot: Arc<Slot>,
 }
 
 impl Handler<Unwatch> for ParcelTracker {
@@ -337,7 +381,13 @@ impl Handler<Unwatch> for ParcelTracker {
 
     fn handle(&mut self, msg: Unwatch, _: &mut Context<Self>) {
         self.probe.handled();
-        self.watchers.remove(&msg.socket_id);
+        if self
+            .watchers
+            .get(&msg.socket_id)
+            .is_some_and(|w| Arc::ptr_eq(&w.slot, &msg.slot))
+        {
+            self.watchers.remove(&msg.socket_id);
+        }
         self.active_at = Instant::now();
     }
 }
@@ -383,6 +433,7 @@ impl Handler<Arrived> for ParcelTracker {
     fn handle(&mut self, _: Arrived, _: &mut Context<Self>) {
         self.probe.handled();
         self.seed.arriving = true;
+        self.arriving_pending = false;
         let frame = json!({"type": "arriving", "match_id": self.match_id}).to_string();
         self.fan_out(&frame, false);
     }
@@ -398,16 +449,37 @@ pub struct StatusChanged {
 impl Handler<StatusChanged> for ParcelTracker {
     type Result = ();
 
-    fn handle(&mut self, msg: StatusChanged, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: StatusChanged, ctx: &mut Context<Self>) {
         self.probe.handled();
         if msg.status == self.seed.status {
             return;
         }
         self.seed.status = msg.status;
+        // The pickup time and the like come with the match row.
+        self.refresh(ctx);
         // The parties hear of it on their hubs (`match_updated`); the recipient's stream here.
         let frame =
             json!({"type": "status", "match_id": self.match_id, "status": self.seed.status})
                 .to_string();
         self.fan_out(&frame, true);
+    }
+}
+
+/// Positions this tracker may have accepted could not be stored: it goes back to the stored
+/// trail (the next position is judged against what watchers have seen).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Lost;
+
+impl Handler<Lost> for ParcelTracker {
+    type Result = ();
+
+    fn handle(&mut self, _: Lost, _: &mut Context<Self>) {
+        self.probe.handled();
+        self.motion = Motion::default();
+        if let Some((p, _)) = &self.latest {
+            self.motion.observe(fix_of(p), p.speed_mps);
+        }
+        self.arriving_pending = false;
     }
 }

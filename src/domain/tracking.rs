@@ -89,7 +89,9 @@ impl Motion {
         if fix.recorded_at > now + Duration::seconds(rules.max_future_secs) {
             return Err(Dropped::Future);
         }
-        if since.is_some_and(|since| fix.recorded_at < since) {
+        // The same clock-skew allowance as for the future.
+        let skew = Duration::seconds(rules.max_future_secs);
+        if since.is_some_and(|since| fix.recorded_at < since - skew) {
             return Err(Dropped::BeforePickup);
         }
         if f64::from(fix.accuracy_m) > rules.max_accuracy_m {
@@ -157,6 +159,14 @@ impl Motion {
             None => now + secs(remaining / FALLBACK_MPS),
         }
     }
+}
+
+/// After these statuses the parcel moves no more: live views end.
+pub fn moves_no_more(status: &str) -> bool {
+    matches!(
+        status,
+        "delivered" | "completed" | "cancelled" | "expired" | "declined"
+    )
 }
 
 /// Whether `fix` is within `radius_m` of the destination.

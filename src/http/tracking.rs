@@ -106,13 +106,16 @@ pub async fn track(
     params(("token" = String, Path, description = "The tracking token of the link")),
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream"),
+        (status = 204, description = "The parcel is delivered (or the match ended): nothing more will come"),
         (status = 404, description = "No such link", body = Problem),
     ))]
 pub async fn track_stream(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let (match_id, tracker) = tracking::stream_by_token(&state, &token).await?;
+    let Some((match_id, tracker)) = tracking::stream_by_token(&state, &token).await? else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
     let (tx, rx) = mpsc::channel(QUEUE);
     TrackStream::new(match_id, tracker, tx, state.clone()).start();
     let body = stream::unfold(rx, |mut rx| async move {

@@ -78,8 +78,8 @@ pub async fn chain(conn: &mut AsyncPgConnection, match_id: Uuid) -> QueryResult<
 }
 
 /// A digest of a match's trail: how many points, the first and last times, and the SHA-256
-/// (hex) of every point in order as `micros,lat,lng,accuracy;…` (PostgreSQL's shortest exact
-/// float text).
+/// (hex) of every point in order, each as its binary send form (`int8` microseconds since the
+/// epoch, `float8` lat and lng, `float4` accuracy): independent of any text-format setting.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct TrailDigest {
     #[diesel(sql_type = BigInt)]
@@ -98,9 +98,10 @@ pub async fn trail_digest(
 ) -> QueryResult<TrailDigest> {
     diesel::sql_query(
         "SELECT count(*) AS points, min(recorded_at) AS first_at, max(recorded_at) AS last_at, \
-         encode(sha256(convert_to(coalesce(string_agg(concat_ws(',', \
-           (extract(epoch FROM recorded_at) * 1000000)::bigint, lat, lng, accuracy_m), ';' \
-           ORDER BY recorded_at), ''), 'UTF8')), 'hex') AS sha256 \
+         encode(sha256(coalesce(string_agg( \
+           int8send((extract(epoch FROM recorded_at) * 1000000)::bigint) || float8send(lat) \
+           || float8send(lng) || float4send(accuracy_m), ''::bytea ORDER BY recorded_at), \
+           ''::bytea)), 'hex') AS sha256 \
          FROM positions WHERE match_id = $1",
     )
     .bind::<SqlUuid, _>(match_id)

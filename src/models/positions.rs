@@ -153,42 +153,32 @@ pub async fn seed_by_token(
 }
 
 /// A match's trail thinned to at most `max_points` (every k-th point, always the first and
-/// the last), oldest first, and the number of points stored.
+/// the last), oldest first, and the number of points stored; one statement, one snapshot.
 pub async fn trail(
     conn: &mut AsyncPgConnection,
     match_id: Uuid,
     max_points: i64,
 ) -> QueryResult<(i64, Vec<Point>)> {
     #[derive(QueryableByName)]
-    struct Count {
+    struct Row {
+        #[diesel(embed)]
+        point: Point,
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let Count { n } = diesel::sql_query("SELECT count(*) AS n FROM positions WHERE match_id = $1")
-        .bind::<SqlUuid, _>(match_id)
-        .get_result(conn)
-        .await?;
-    if n == 0 {
-        return Ok((0, Vec::new()));
-    }
-    let max = max_points.max(2);
-    // Every step-th point from the first, plus the last: at most `max`.
-    let step = if n <= max {
-        1
-    } else {
-        (n - 1 + max - 2) / (max - 1)
-    };
-    let points = diesel::sql_query(
-        "SELECT recorded_at, lat, lng, accuracy_m FROM ( \
+    // Every step-th point from the first, plus the last: step = ceil((n - 1) / (max - 1)).
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT recorded_at, lat, lng, accuracy_m, n FROM ( \
            SELECT recorded_at, lat, lng, accuracy_m, \
-                  row_number() OVER (ORDER BY recorded_at) AS rn \
+                  row_number() OVER (ORDER BY recorded_at) AS rn, count(*) OVER () AS n \
            FROM positions WHERE match_id = $1) t \
-         WHERE (rn - 1) % $2 = 0 OR rn = $3 ORDER BY recorded_at",
+         WHERE (rn - 1) % greatest(1, (n - 1 + $2 - 2) / ($2 - 1)) = 0 OR rn = n \
+         ORDER BY recorded_at",
     )
     .bind::<SqlUuid, _>(match_id)
-    .bind::<BigInt, _>(step)
-    .bind::<BigInt, _>(n)
+    .bind::<BigInt, _>(max_points.max(2))
     .load(conn)
     .await?;
-    Ok((n, points))
+    let n = rows.as_slice().first().map_or(0, |r| r.n);
+    Ok((n, rows.into_iter().map(|r| r.point).collect()))
 }

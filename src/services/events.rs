@@ -120,6 +120,11 @@ pub enum Event {
     Positions {
         items: Vec<TrackedPosition>,
     },
+    /// Positions of these matches could not be stored: their trackers forget what they
+    /// accepted beyond the stored trail.
+    PositionsLost {
+        match_ids: Vec<Uuid>,
+    },
     /// A parcel entered its destination's geofence (once per match).
     Arriving {
         match_id: Uuid,

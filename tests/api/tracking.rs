@@ -462,7 +462,34 @@ async fn watchers_are_the_parties_only_and_a_late_one_gets_the_latest_position_a
         t0 + chrono::Duration::seconds(120)
     );
 
-    // An unsubscribed socket gets no more positions.
+    // Subscribing twice in a row leaves one live subscription; unsubscribing ends it. A
+    // control socket shows when a position has been fanned out.
+    let mut control = connect(&app, &b.sender).await;
+    assert_eq!(watch(&mut control, &b.id).await["type"], "subscribed");
+    next_tracking(&mut control).await; // the latest
+    let again = json!({"type": "subscribe", "channel": format!("tracking:{}", b.id)});
+    send(&mut late, again.clone()).await;
+    send(&mut late, again).await;
+    assert_eq!(next_tracking(&mut late).await["type"], "subscribed");
+    report(&app, &b, &south(dest, 24.0, t0, 180)).await;
+    next_of(&mut control, "position").await;
+    // (A second `subscribed` and the latest again may come first.)
+    let live = loop {
+        let frame = next_tracking(&mut late).await;
+        let at = frame["recorded_at"].as_str().map(parse);
+        if at == Some(t0 + chrono::Duration::seconds(180)) {
+            break frame;
+        }
+        assert!(
+            matches!(frame["type"].as_str(), Some("subscribed" | "position")),
+            "{frame}"
+        );
+    };
+    assert_eq!(live["type"], "position");
+    send(&mut late, json!({"type": "ping"})).await;
+    let next = next_tracking(&mut late).await;
+    assert_eq!(next["type"], "pong", "the position came once: {next}");
+
     send(
         &mut late,
         json!({"type": "unsubscribe", "channel": format!("tracking:{}", b.id)}),
@@ -471,6 +498,7 @@ async fn watchers_are_the_parties_only_and_a_late_one_gets_the_latest_position_a
     send(&mut late, json!({"type": "ping"})).await;
     next_of(&mut late, "pong").await;
     report(&app, &b, &south(dest, 20.0, t0, 240)).await;
+    next_of(&mut control, "position").await;
     send(&mut late, json!({"type": "ping"})).await;
     let next = next_tracking(&mut late).await;
     assert_eq!(next["type"], "pong", "nothing after unsubscribing: {next}");
@@ -637,4 +665,23 @@ async fn the_recipients_link_and_stream_need_no_account_and_show_nothing_persona
         records.next_or_end().await.is_none(),
         "the stream ends after delivery"
     );
+    // Afterwards: no stream (204: EventSource stops reconnecting), no position in the view.
+    let res = app
+        .client
+        .get(app.url(&format!("{url}/stream")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let view: Value = app
+        .client
+        .get(app.url(&url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "completed");
+    assert!(view["latest"].is_null(), "{view}");
 }

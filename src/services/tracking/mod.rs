@@ -82,6 +82,11 @@ async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<Trac
             return Some(kept);
         }
     }
+    Some(stored_position(match_id, seed, point))
+}
+
+/// A stored point as a position, its ETA computed from it alone (no speed known).
+pub fn stored_position(match_id: Uuid, seed: &Seed, point: Point) -> TrackedPosition {
     let fix = Fix {
         at: LatLng::clamped(point.lat, point.lng),
         accuracy_m: point.accuracy_m,
@@ -91,7 +96,7 @@ async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<Trac
         latest: Some(fix),
         speed_mps: None,
     };
-    Some(TrackedPosition {
+    TrackedPosition {
         match_id,
         lat: point.lat,
         lng: point.lng,
@@ -99,7 +104,7 @@ async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<Trac
         recorded_at: point.recorded_at,
         eta: motion.eta(seed.destination, seed.scheduled_arrival, Utc::now()),
         speed_mps: None,
-    })
+    }
 }
 
 /// The match's tracker on this node, started from the database if it has none; `None` when
@@ -275,6 +280,13 @@ pub async fn report(
             .map_err(|_| AppError::unavailable("tracker", "the trail writer stopped"))??,
         None => false,
     };
+    if ingested.accepted && !stored {
+        // The trail takes points only while the match is in transit: it was delivered (or
+        // disputed) before this one was stored.
+        return Err(refusal(Refusal::NotInTransit(
+            "no longer in transit".to_owned(),
+        )));
+    }
     Ok(PositionReceipt {
         accepted: ingested.accepted,
         stored,
@@ -415,20 +427,29 @@ async fn by_token_seed(state: &AppState, token: &str) -> Result<(Uuid, Seed), Ap
         .ok_or_else(AppError::not_found)
 }
 
-/// `GET /api/track/{token}`: the recipient's view.
+/// `GET /api/track/{token}`: the recipient's view. The position only while the parcel is on
+/// its way: the traveler's whereabouts are nobody's business before pickup or after delivery.
 pub async fn by_token(state: &AppState, token: &str) -> Result<TrackingView, AppError> {
     let (id, seed) = by_token_seed(state, token).await?;
-    Ok(view_of(state, id, &seed).await)
+    let mut view = view_of(state, id, &seed).await;
+    if seed.status != "in_transit" {
+        view.latest = None;
+    }
+    Ok(view)
 }
 
-/// `GET /api/track/{token}/stream`: the match and its tracker on this node.
+/// `GET /api/track/{token}/stream`: the match and its tracker on this node; `None` when the
+/// parcel moves no more (delivered, or the match ended).
 pub async fn stream_by_token(
     state: &actix_web::web::Data<AppState>,
     token: &str,
-) -> Result<(Uuid, Addr<ParcelTracker>), AppError> {
-    let (id, _) = by_token_seed(state, token).await?;
+) -> Result<Option<(Uuid, Addr<ParcelTracker>)>, AppError> {
+    let (id, seed) = by_token_seed(state, token).await?;
+    if crate::domain::tracking::moves_no_more(&seed.status) {
+        return Ok(None);
+    }
     let addr = tracker(state, id).await?.ok_or_else(AppError::not_found)?;
-    Ok((id, addr))
+    Ok(Some((id, addr)))
 }
 
 /// The sender's copy of the recipient's link (`/api/track/<token>`), once the match is paid.

@@ -1,15 +1,18 @@
-//! Group commit for the trail. Trackers hand accepted positions to the node's writer; `LANES`
-//! writer tasks each take whatever has queued (up to `MAX_BATCH`) and store it in one statement
-//! (only matches still in transit take points), then mark the first entry into a geofence,
-//! then publish the stored positions as one bus event (which the trackers of every node fan
-//! out to their watchers: persist, commit, then publish) and keep each match's latest position
-//! in Redis for views on any node. An idle writer stores a lone position at once; the queue is
-//! bounded (a full one refuses the position: 503 `overloaded` on REST).
+//! Group commit for the trail. Trackers hand accepted positions to the node's writer; each of
+//! `LANES` writer tasks owns the matches that hash to it (so one match's positions are stored
+//! and published in order) and takes whatever has queued for it (up to `MAX_BATCH`), stores it
+//! in one statement (only matches still in transit take points), marks the first entry into a
+//! geofence, keeps each match's latest position in Redis for views on any node, and publishes
+//! the stored positions as one bus event — which the trackers of every node fan out to their
+//! watchers: persist, commit, then publish. A batch that cannot be stored is announced too
+//! (`PositionsLost`), so the trackers that accepted those positions forget them. An idle
+//! writer stores a lone position at once; the queues are bounded (a full one refuses the
+//! position: 503 `overloaded` on REST).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{self, PgPool};
 use crate::error::AppError;
@@ -17,8 +20,8 @@ use crate::models::positions::{self as rows, Batch};
 use crate::redis::Redis;
 use crate::services::events::{Event, EventBus, TrackedPosition};
 
-/// Positions waiting for a writer, at most.
-const QUEUE: usize = 16_384;
+/// Positions waiting for each writer lane, at most.
+const QUEUE: usize = 8_192;
 /// Positions stored in one statement, at most.
 const MAX_BATCH: usize = 2_048;
 /// Batches in flight at once (each holds one pooled connection while it runs).
@@ -39,7 +42,7 @@ pub struct Item {
 }
 
 pub struct TrackWriter {
-    tx: mpsc::Sender<Item>,
+    lanes: Vec<mpsc::Sender<Item>>,
 }
 
 impl std::fmt::Debug for TrackWriter {
@@ -57,18 +60,13 @@ struct Sinks {
 impl TrackWriter {
     /// Starts the writer lanes on the current runtime.
     pub fn start(db: PgPool, redis: Redis, events: Arc<EventBus>) -> Self {
-        let (tx, rx) = mpsc::channel::<Item>(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
         let sinks = Arc::new(Sinks { db, redis, events });
-        for _ in 0..LANES {
-            let (rx, sinks) = (rx.clone(), sinks.clone());
-            actix_web::rt::spawn(async move {
-                loop {
-                    let batch = {
-                        let mut rx = rx.lock().await;
-                        let Some(first) = rx.recv().await else {
-                            return;
-                        };
+        let lanes = (0..LANES)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<Item>(QUEUE);
+                let sinks = sinks.clone();
+                actix_web::rt::spawn(async move {
+                    while let Some(first) = rx.recv().await {
                         let mut batch = vec![first];
                         while batch.len() < MAX_BATCH {
                             match rx.try_recv() {
@@ -76,18 +74,19 @@ impl TrackWriter {
                                 Err(_) => break,
                             }
                         }
-                        batch
-                    };
-                    write(&sinks, batch).await;
-                }
-            });
-        }
-        Self { tx }
+                        write(&sinks, batch).await;
+                    }
+                });
+                tx
+            })
+            .collect();
+        Self { lanes }
     }
 
-    /// Queues a position; `Err` (given back) when the queue is full.
+    /// Queues a position on its match's lane; `Err` (given back) when that queue is full.
     pub fn submit(&self, item: Item) -> Result<(), Item> {
-        self.tx.try_send(item).map_err(|e| match e {
+        let lane = (item.position.match_id.as_u128() % self.lanes.len() as u128) as usize;
+        self.lanes[lane].try_send(item).map_err(|e| match e {
             mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
         })
     }
@@ -120,6 +119,13 @@ async fn write(sinks: &Sinks, batch: Vec<Item>) {
     let (stored, arrived) = match outcome {
         Ok(done) => done,
         Err(_) => {
+            let mut lost: Vec<uuid::Uuid> = batch.iter().map(|i| i.position.match_id).collect();
+            lost.sort_unstable();
+            lost.dedup();
+            sinks
+                .events
+                .publish(Event::PositionsLost { match_ids: lost })
+                .await;
             for item in batch {
                 if let Some(reply) = item.reply {
                     let _ = reply.send(Err(AppError::unavailable(
@@ -148,10 +154,11 @@ async fn write(sinks: &Sinks, batch: Vec<Item>) {
     for match_id in arrived {
         sinks.events.publish(Event::Arriving { match_id }).await;
     }
+    // A client told "stored" finds the position in every view.
+    remember_latest(&sinks.redis, &latest).await;
     for (reply, kept) in replies {
         let _ = reply.send(Ok(kept));
     }
-    remember_latest(&sinks.redis, &latest).await;
 }
 
 /// Stores the batch and marks first geofence entries, in one transaction. Returns, per item,
