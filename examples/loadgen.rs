@@ -1077,6 +1077,231 @@ struct SocketReport {
     errors: BTreeMap<String, u64>,
     closed_by_server: Option<String>,
     send_failures: u64,
+    /// Positions never seen because a newer one replaced them (`track`: coalesced).
+    skipped: u64,
+}
+
+/// What every socket's report adds up to.
+#[derive(Default)]
+struct Totals {
+    received: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    foreign: u64,
+    echoes: u64,
+    skipped: u64,
+    send_failures: u64,
+    latencies: Vec<u32>,
+    ack_latencies: Vec<u32>,
+    failures: Tally,
+    closes: Tally,
+    errors: Tally,
+}
+
+impl Totals {
+    fn of(reports: &mut [SocketReport]) -> Self {
+        let mut t = Totals::default();
+        for r in reports {
+            t.received += r.received;
+            t.duplicates += r.duplicates;
+            t.out_of_order += r.out_of_order;
+            t.foreign += r.foreign;
+            t.echoes += r.echoes;
+            t.skipped += r.skipped;
+            t.send_failures += r.send_failures;
+            t.latencies.append(&mut r.latencies_us);
+            t.ack_latencies.append(&mut r.ack_latencies_us);
+            if let Some(f) = r.failure.take() {
+                t.failures.add(f);
+            }
+            if let Some(c) = r.closed_by_server.take() {
+                t.closes.add(c);
+            }
+            for (k, v) in &r.errors {
+                t.errors.add_n(k.clone(), *v);
+            }
+        }
+        t.latencies.sort_unstable();
+        t.ack_latencies.sort_unstable();
+        t
+    }
+
+    /// `{p50, p90, p99, max}` of the delivery latencies, ms.
+    fn latency_json(&self) -> Value {
+        json!({
+            "p50": percentile(&self.latencies, 0.50),
+            "p90": percentile(&self.latencies, 0.90),
+            "p99": percentile(&self.latencies, 0.99),
+            "max": percentile(&self.latencies, 1.0),
+        })
+    }
+
+    fn latency_line(&self) -> String {
+        format!(
+            "latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}",
+            percentile(&self.latencies, 0.50),
+            percentile(&self.latencies, 0.90),
+            percentile(&self.latencies, 0.99),
+            percentile(&self.latencies, 1.0),
+        )
+    }
+
+    /// Prints the connect failures, server closes and error frames, if any.
+    fn print_troubles(&self, label: &str) {
+        for (what, tally) in [
+            ("connect failures", &self.failures),
+            ("closed by the server", &self.closes),
+            ("error frames", &self.errors),
+        ] {
+            if tally.to_json().as_object().is_some_and(|o| !o.is_empty()) {
+                println!("{label}: {what}: {}", tally.render());
+            }
+        }
+    }
+}
+
+/// CPU spent between two snapshots, ms: (app, postgres, redis).
+fn cpu_spent(before: &CpuSnapshot, after: &CpuSnapshot) -> (f64, f64, f64) {
+    let ms = |ticks: u64| ticks as f64 * 1000.0 / clock_ticks_per_sec();
+    (
+        ms(ticks_between(&before.app, &after.app)),
+        ms(ticks_between(&before.pg, &after.pg)),
+        ms(ticks_between(&before.redis, &after.redis)),
+    )
+}
+
+/// Waits for every socket's ready signal (or 120 s of silence); (ready, failed).
+async fn await_ready(
+    label: &str,
+    ready_rx: &mut mpsc::UnboundedReceiver<bool>,
+    total: usize,
+) -> Res<(usize, usize)> {
+    let started = Instant::now();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    while ok + failed < total {
+        match tokio::time::timeout(Duration::from_secs(120), ready_rx.recv()).await {
+            Ok(Some(true)) => ok += 1,
+            Ok(Some(false)) => failed += 1,
+            Ok(None) | Err(_) => break,
+        }
+        if (ok + failed) % 1000 == 0 {
+            println!("{label}: ready {ok}/{total} (failed {failed})");
+        }
+    }
+    println!(
+        "{label}: {ok} sockets ready, {failed} failed, in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if ok == 0 {
+        return Err("no socket ready".into());
+    }
+    Ok((ok, failed))
+}
+
+/// Opens a socket and (with `channel`) subscribes, within `CONNECT_TIMEOUT`, one of at most
+/// `gate` at a time.
+async fn open_subscribed(
+    gate: &Semaphore,
+    target: &Target,
+    source: Option<IpAddr>,
+    token: Option<&str>,
+    bypass: Option<&str>,
+    channel: Option<Value>,
+) -> Res<Ws> {
+    let _permit = gate.acquire().await;
+    let opened = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Box::pin(async {
+            let mut ws = open(target, source, token, bypass).await?;
+            wait_for(&mut ws, "hello").await?;
+            if let Some(sub) = channel {
+                ws.send(Message::Text(Utf8Bytes::from(sub.to_string())))
+                    .await
+                    .map_err(|e| format!("send subscribe: {e}"))?;
+                wait_for(&mut ws, "subscribed").await?;
+            }
+            Ok::<_, String>(ws)
+        }),
+    )
+    .await;
+    opened.unwrap_or_else(|_| Err("timeout (30 s)".into()))
+}
+
+/// A received WebSocket message as text; `Err` with what ended the socket, `Ok(None)` for a
+/// message that is not text.
+fn text_of(
+    msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Option<Utf8Bytes>, String> {
+    match msg {
+        Some(Ok(Message::Text(raw))) => Ok(Some(raw)),
+        Some(Ok(Message::Close(c))) => Err(close_label(c.as_ref())),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => Err(format!("read error: {e}")),
+        None => Err("eof".into()),
+    }
+}
+
+/// What each socket task of `fanout`/`track` gets: the connect gate, and the signals of the
+/// run (ready, go, stop, done sending).
+#[derive(Clone)]
+struct Control {
+    gate: Arc<Semaphore>,
+    ready: mpsc::UnboundedSender<bool>,
+    go: watch::Receiver<Option<Instant>>,
+    stop: watch::Receiver<bool>,
+    done_sending: mpsc::UnboundedSender<()>,
+}
+
+/// The other ends, held by the run.
+struct Conductor {
+    ready: mpsc::UnboundedReceiver<bool>,
+    go: watch::Sender<Option<Instant>>,
+    stop: watch::Sender<bool>,
+    done_sending: mpsc::UnboundedReceiver<()>,
+}
+
+fn control(concurrency: usize) -> (Control, Conductor) {
+    let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (go_tx, go_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    (
+        Control {
+            gate: Arc::new(Semaphore::new(concurrency.max(1))),
+            ready: ready_tx,
+            go: go_rx,
+            stop: stop_rx,
+            done_sending: done_tx,
+        },
+        Conductor {
+            ready: ready_rx,
+            go: go_tx,
+            stop: stop_tx,
+            done_sending: done_rx,
+        },
+    )
+}
+
+impl Conductor {
+    /// Every socket ready (see `await_ready`), then a second to settle.
+    async fn ready(&mut self, label: &str, total: usize) -> Res<(usize, usize)> {
+        let counts = await_ready(label, &mut self.ready, total).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(counts)
+    }
+
+    /// Tells the senders to start in 100 ms and waits until `senders` have finished; returns
+    /// the start.
+    async fn send_phase(&mut self, senders: usize) -> Instant {
+        let start = Instant::now() + Duration::from_millis(100);
+        let _ = self.go.send(Some(start));
+        for _ in 0..senders {
+            if self.done_sending.recv().await.is_none() {
+                break;
+            }
+        }
+        start
+    }
 }
 
 struct Member {
@@ -1103,45 +1328,22 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
-async fn member(
-    m: Member,
-    fan: Arc<Fan>,
-    gate: Arc<Semaphore>,
-    ready: mpsc::UnboundedSender<bool>,
-    mut go: watch::Receiver<Option<Instant>>,
-    mut stop: watch::Receiver<bool>,
-    done_sending: mpsc::UnboundedSender<()>,
-) -> SocketReport {
+async fn member(m: Member, fan: Arc<Fan>, ctl: Control) -> SocketReport {
+    let Control {
+        gate,
+        ready,
+        mut go,
+        mut stop,
+        done_sending,
+    } = ctl;
     let mut report = SocketReport::default();
-    let permit = gate.acquire_owned().await;
-    let channel = format!("chat:{}", m.room_id);
-    let opened = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Box::pin(async {
-            let mut ws = open(&m.target, m.source, m.token.as_deref(), m.bypass.as_deref()).await?;
-            wait_for(&mut ws, "hello").await?;
-            let sub = json!({"type": "subscribe", "channel": channel, "since_seq": 0});
-            ws.send(Message::Text(Utf8Bytes::from(sub.to_string())))
-                .await
-                .map_err(|e| format!("send subscribe: {e}"))?;
-            wait_for(&mut ws, "subscribed").await?;
-            Ok::<_, String>(ws)
-        }),
-    )
-    .await;
-    drop(permit);
-    let mut ws = match opened {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
+    let sub =
+        json!({"type": "subscribe", "channel": format!("chat:{}", m.room_id), "since_seq": 0});
+    let (token, bypass) = (m.token.as_deref(), m.bypass.as_deref());
+    let mut ws = match open_subscribed(&gate, &m.target, m.source, token, bypass, Some(sub)).await {
+        Ok(ws) => ws,
+        Err(e) => {
             report.failure = Some(e);
-            let _ = ready.send(false);
-            if m.publisher {
-                let _ = done_sending.send(());
-            }
-            return report;
-        }
-        Err(_) => {
-            report.failure = Some("timeout (30 s)".into());
             let _ = ready.send(false);
             if m.publisher {
                 let _ = done_sending.send(());
@@ -1200,19 +1402,11 @@ async fn member(
                 }
             }
             msg = ws.next() => {
-                let raw = match msg {
-                    Some(Ok(Message::Text(raw))) => raw,
-                    Some(Ok(Message::Close(c))) => {
-                        report.closed_by_server = Some(close_label(c.as_ref()));
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        report.closed_by_server = Some(format!("read error: {e}"));
-                        break;
-                    }
-                    None => {
-                        report.closed_by_server = Some("eof".into());
+                let raw = match text_of(msg) {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => continue,
+                    Err(end) => {
+                        report.closed_by_server = Some(end);
                         break;
                     }
                 };
@@ -1323,11 +1517,7 @@ async fn fanout(args: &Args) -> Res<()> {
         "{label}: {n_rooms} rooms x {members} sockets ({total_sockets}), {rate} msg/s per room for {secs} s ({per_room} each), run {}",
         fan.run
     );
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let (go_tx, go_rx) = watch::channel(None);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ctl, mut run_ctl) = control(concurrency);
     let mut handles = Vec::with_capacity(total_sockets);
     let senders_per_room = (members / 2).max(1);
     for (r, room) in rooms.iter().enumerate() {
@@ -1348,56 +1538,18 @@ async fn fanout(args: &Args) -> Res<()> {
                 token,
                 bypass: bypass.clone(),
             };
-            handles.push(tokio::spawn(member(
-                m,
-                fan.clone(),
-                gate.clone(),
-                ready_tx.clone(),
-                go_rx.clone(),
-                stop_rx.clone(),
-                done_tx.clone(),
-            )));
+            handles.push(tokio::spawn(member(m, fan.clone(), ctl.clone())));
         }
     }
-    drop((ready_tx, done_tx, go_rx, stop_rx));
+    drop(ctl);
 
-    // Phase 1: every socket connected and subscribed.
-    let connect_started = Instant::now();
-    let (mut ok, mut failed) = (0usize, 0usize);
-    while ok + failed < total_sockets {
-        match tokio::time::timeout(Duration::from_secs(120), ready_rx.recv()).await {
-            Ok(Some(true)) => ok += 1,
-            Ok(Some(false)) => failed += 1,
-            Ok(None) | Err(_) => break,
-        }
-        if (ok + failed) % 500 == 0 {
-            println!("{label}: subscribed {ok}/{total_sockets} (failed {failed})");
-        }
-    }
-    println!(
-        "{label}: {ok} sockets subscribed, {failed} failed, in {:.1} s",
-        connect_started.elapsed().as_secs_f64()
-    );
-    if ok == 0 {
-        return Err("no socket subscribed".into());
-    }
-    // Let the subscriptions' replays and hub joins settle.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Phase 1: every socket connected and subscribed (replays and hub joins settled).
+    let (ok, failed) = run_ctl.ready(&label, total_sockets).await?;
 
     // Phase 2: send.
-    let clk = clock_ticks_per_sec();
     let cpu_before = cpu_snapshot(&pids, with_pg, with_redis);
-    let start = Instant::now() + Duration::from_millis(100);
+    let start = run_ctl.send_phase(n_rooms).await;
     let start_ns = start.duration_since(fan.epoch).as_nanos() as u64;
-    let _ = go_tx.send(Some(start));
-    let publishers = n_rooms;
-    let mut finished = 0;
-    while finished < publishers {
-        match done_rx.recv().await {
-            Some(()) => finished += 1,
-            None => break,
-        }
-    }
     let send_phase = start.elapsed();
     println!(
         "{label}: sending done in {:.1} s ({} sent); waiting up to 5 s for stragglers",
@@ -1427,7 +1579,7 @@ async fn fanout(args: &Args) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_after = cpu_snapshot(&pids, with_pg, with_redis);
-    let _ = stop_tx.send(true);
+    let _ = run_ctl.stop.send(true);
     let mut reports = Vec::with_capacity(handles.len());
     for h in handles {
         if let Ok(r) = h.await {
@@ -1439,90 +1591,44 @@ async fn fanout(args: &Args) -> Res<()> {
     let sent = fan.sent.load(Ordering::Relaxed);
     let acked = acked();
     let expected = expected();
-    let mut latencies: Vec<u32> = Vec::new();
-    let mut ack_latencies: Vec<u32> = Vec::new();
-    let (mut received, mut dups, mut ooo, mut foreign, mut echoes, mut send_failures) =
-        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let failures = Tally::default();
-    let closes = Tally::default();
-    let errors = Tally::default();
-    for r in &mut reports {
-        received += r.received;
-        dups += r.duplicates;
-        ooo += r.out_of_order;
-        foreign += r.foreign;
-        echoes += r.echoes;
-        send_failures += r.send_failures;
-        latencies.append(&mut r.latencies_us);
-        ack_latencies.append(&mut r.ack_latencies_us);
-        if let Some(f) = r.failure.take() {
-            failures.add(f);
-        }
-        if let Some(c) = r.closed_by_server.take() {
-            closes.add(c);
-        }
-        for (k, v) in &r.errors {
-            errors.add_n(k.clone(), *v);
-        }
-    }
-    latencies.sort_unstable();
-    ack_latencies.sort_unstable();
+    let t = Totals::of(&mut reports);
+    let received = t.received;
     let lost = expected.saturating_sub(received);
     let last_ns = fan.last_delivery_ns.load(Ordering::Relaxed);
     let delivery_secs = (last_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
     let per_sec = received as f64 / delivery_secs;
-
-    let ms = |ticks: u64| ticks as f64 * 1000.0 / clk;
-    let per_1000 = |ticks: u64| {
+    let (app, pg, redis) = cpu_spent(&cpu_before, &cpu_after);
+    let total = app + pg + redis;
+    let per_1000 = |ms: f64| {
         if received == 0 {
             0.0
         } else {
-            ms(ticks) * 1000.0 / received as f64
+            ms * 1000.0 / received as f64
         }
     };
-    let app_ticks = ticks_between(&cpu_before.app, &cpu_after.app);
-    let pg_ticks = ticks_between(&cpu_before.pg, &cpu_after.pg);
-    let redis_ticks = ticks_between(&cpu_before.redis, &cpu_after.redis);
-    let total_ticks = app_ticks + pg_ticks + redis_ticks;
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
 
     println!("{label}: sockets connected={ok} failed={failed}");
-    if failed > 0 {
-        println!("{label}: connect failures: {}", failures.render());
-    }
     println!(
-        "{label}: sent={sent} acked={acked} expected_deliveries={expected} received={received} lost={lost} duplicates={dups} out_of_order={ooo} echoes={echoes} foreign={foreign} send_failures={send_failures}"
+        "{label}: sent={sent} acked={acked} expected_deliveries={expected} received={received} lost={lost} duplicates={} out_of_order={} echoes={} foreign={} send_failures={}",
+        t.duplicates, t.out_of_order, t.echoes, t.foreign, t.send_failures
     );
     println!(
-        "{label}: deliveries/s={per_sec:.0} over {delivery_secs:.2} s; latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}; ack ms p50={:.2} p99={:.2}",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.90),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
-        percentile(&ack_latencies, 0.50),
-        percentile(&ack_latencies, 0.99),
+        "{label}: deliveries/s={per_sec:.0} over {delivery_secs:.2} s; {}; ack ms p50={:.2} p99={:.2}",
+        t.latency_line(),
+        percentile(&t.ack_latencies, 0.50),
+        percentile(&t.ack_latencies, 0.99),
     );
     if !pids.is_empty() || with_pg || with_redis {
         println!(
-            "{label}: CPU ms (per 1000 deliveries): app {:.0} ({:.1}), postgres {:.0} ({:.1}), redis {:.0} ({:.1}), total {:.0} ({:.1})",
-            ms(app_ticks),
-            per_1000(app_ticks),
-            ms(pg_ticks),
-            per_1000(pg_ticks),
-            ms(redis_ticks),
-            per_1000(redis_ticks),
-            ms(total_ticks),
-            per_1000(total_ticks),
+            "{label}: CPU ms (per 1000 deliveries): app {app:.0} ({:.1}), postgres {pg:.0} ({:.1}), redis {redis:.0} ({:.1}), total {total:.0} ({:.1})",
+            per_1000(app),
+            per_1000(pg),
+            per_1000(redis),
+            per_1000(total),
         );
     }
-    let closes_json = closes.to_json();
-    let errors_json = errors.to_json();
-    if closes_json.as_object().is_some_and(|o| !o.is_empty()) {
-        println!("{label}: closed by the server: {}", closes.render());
-    }
-    if errors_json.as_object().is_some_and(|o| !o.is_empty()) {
-        println!("{label}: error frames: {}", errors.render());
-    }
+    t.print_troubles(&label);
     let summary = json!({
         "label": label,
         "rooms": n_rooms,
@@ -1536,33 +1642,28 @@ async fn fanout(args: &Args) -> Res<()> {
         "expected_deliveries": expected,
         "received": received,
         "lost": lost,
-        "duplicates": dups,
-        "out_of_order": ooo,
+        "duplicates": t.duplicates,
+        "out_of_order": t.out_of_order,
         "deliveries_per_sec": round(per_sec),
-        "latency_ms": {
-            "p50": percentile(&latencies, 0.50),
-            "p90": percentile(&latencies, 0.90),
-            "p99": percentile(&latencies, 0.99),
-            "max": percentile(&latencies, 1.0),
-        },
+        "latency_ms": t.latency_json(),
         "ack_latency_ms": {
-            "p50": percentile(&ack_latencies, 0.50),
-            "p99": percentile(&ack_latencies, 0.99),
+            "p50": percentile(&t.ack_latencies, 0.50),
+            "p99": percentile(&t.ack_latencies, 0.99),
         },
         "cpu_ms": {
-            "app": round(ms(app_ticks)),
-            "postgres": round(ms(pg_ticks)),
-            "redis": round(ms(redis_ticks)),
-            "total": round(ms(total_ticks)),
+            "app": round(app),
+            "postgres": round(pg),
+            "redis": round(redis),
+            "total": round(total),
         },
         "cpu_ms_per_1000_deliveries": {
-            "app": round(per_1000(app_ticks)),
-            "postgres": round(per_1000(pg_ticks)),
-            "redis": round(per_1000(redis_ticks)),
-            "total": round(per_1000(total_ticks)),
+            "app": round(per_1000(app)),
+            "postgres": round(per_1000(pg)),
+            "redis": round(per_1000(redis)),
+            "total": round(per_1000(total)),
         },
-        "closed_by_server": closes_json,
-        "error_frames": errors_json,
+        "closed_by_server": t.closes.to_json(),
+        "error_frames": t.errors.to_json(),
     });
     println!("FANOUT_RESULT {summary}");
     Ok(())
@@ -1599,21 +1700,6 @@ impl Tracking {
     }
 }
 
-#[derive(Default)]
-struct WatchReport {
-    connected: bool,
-    failure: Option<String>,
-    received: u64,
-    duplicates: u64,
-    out_of_order: u64,
-    /// Positions never seen because a newer one replaced them (coalesced for a slow watcher).
-    skipped: u64,
-    latencies_us: Vec<u32>,
-    errors: BTreeMap<String, u64>,
-    closed_by_server: Option<String>,
-    send_failures: u64,
-}
-
 struct Tracker {
     index: usize,
     match_id: String,
@@ -1633,42 +1719,22 @@ fn unix_us() -> u64 {
 }
 
 /// One socket of `track`: the reporter sends the match's positions; a watcher receives them.
-async fn track_socket(
-    m: Tracker,
-    run: Arc<Tracking>,
-    gate: Arc<Semaphore>,
-    ready: mpsc::UnboundedSender<bool>,
-    mut go: watch::Receiver<Option<Instant>>,
-    mut stop: watch::Receiver<bool>,
-    done_sending: mpsc::UnboundedSender<()>,
-) -> WatchReport {
-    let mut report = WatchReport::default();
-    let permit = gate.acquire_owned().await;
-    let opened = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Box::pin(async {
-            let mut ws = open(&m.target, m.source, m.token.as_deref(), m.bypass.as_deref()).await?;
-            wait_for(&mut ws, "hello").await?;
-            if !m.reporter {
-                let sub =
-                    json!({"type": "subscribe", "channel": format!("tracking:{}", m.match_id)});
-                ws.send(Message::Text(Utf8Bytes::from(sub.to_string())))
-                    .await
-                    .map_err(|e| format!("send subscribe: {e}"))?;
-                wait_for(&mut ws, "subscribed").await?;
-            }
-            Ok::<_, String>(ws)
-        }),
-    )
-    .await;
-    drop(permit);
-    let mut ws = match opened {
-        Ok(Ok(ws)) => ws,
-        other => {
-            report.failure = Some(match other {
-                Ok(Err(e)) => e,
-                _ => "timeout (30 s)".into(),
-            });
+async fn track_socket(m: Tracker, run: Arc<Tracking>, ctl: Control) -> SocketReport {
+    let Control {
+        gate,
+        ready,
+        mut go,
+        mut stop,
+        done_sending,
+    } = ctl;
+    let mut report = SocketReport::default();
+    let sub = (!m.reporter)
+        .then(|| json!({"type": "subscribe", "channel": format!("tracking:{}", m.match_id)}));
+    let (token, bypass) = (m.token.as_deref(), m.bypass.as_deref());
+    let mut ws = match open_subscribed(&gate, &m.target, m.source, token, bypass, sub).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            report.failure = Some(e);
             let _ = ready.send(false);
             if m.reporter {
                 let _ = done_sending.send(());
@@ -1736,19 +1802,11 @@ async fn track_socket(
                 }
             }
             msg = ws.next() => {
-                let raw = match msg {
-                    Some(Ok(Message::Text(raw))) => raw,
-                    Some(Ok(Message::Close(c))) => {
-                        report.closed_by_server = Some(close_label(c.as_ref()));
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        report.closed_by_server = Some(format!("read error: {e}"));
-                        break;
-                    }
-                    None => {
-                        report.closed_by_server = Some("eof".into());
+                let raw = match text_of(msg) {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => continue,
+                    Err(end) => {
+                        report.closed_by_server = Some(end);
                         break;
                     }
                 };
@@ -1850,11 +1908,7 @@ async fn track(args: &Args) -> Res<()> {
     println!(
         "{label}: {n} matches x ({watchers} watchers + 1 reporter) = {total_sockets} sockets, {rate} positions/s per match for {secs} s ({per_match} each)"
     );
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let (go_tx, go_rx) = watch::channel(None);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ctl, mut run_ctl) = control(concurrency);
     let mut handles = Vec::with_capacity(total_sockets);
     for (i, spec) in matches.iter().enumerate() {
         for j in 0..per_match_sockets {
@@ -1875,52 +1929,15 @@ async fn track(args: &Args) -> Res<()> {
                 token,
                 bypass: bypass.clone(),
             };
-            handles.push(tokio::spawn(track_socket(
-                t,
-                run.clone(),
-                gate.clone(),
-                ready_tx.clone(),
-                go_rx.clone(),
-                stop_rx.clone(),
-                done_tx.clone(),
-            )));
+            handles.push(tokio::spawn(track_socket(t, run.clone(), ctl.clone())));
         }
     }
-    drop((ready_tx, done_tx, go_rx, stop_rx));
+    drop(ctl);
 
-    let connect_started = Instant::now();
-    let (mut ok, mut failed) = (0usize, 0usize);
-    while ok + failed < total_sockets {
-        match tokio::time::timeout(Duration::from_secs(120), ready_rx.recv()).await {
-            Ok(Some(true)) => ok += 1,
-            Ok(Some(false)) => failed += 1,
-            Ok(None) | Err(_) => break,
-        }
-        if (ok + failed) % 1000 == 0 {
-            println!("{label}: connected {ok}/{total_sockets} (failed {failed})");
-        }
-    }
-    println!(
-        "{label}: {ok} sockets ready, {failed} failed, in {:.1} s",
-        connect_started.elapsed().as_secs_f64()
-    );
-    if ok == 0 {
-        return Err("no socket connected".into());
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let clk = clock_ticks_per_sec();
+    let (ok, failed) = run_ctl.ready(&label, total_sockets).await?;
     let cpu_before = cpu_snapshot(&pids, with_pg, with_redis);
-    let start = Instant::now() + Duration::from_millis(100);
+    let start = run_ctl.send_phase(n).await;
     let start_ns = start.duration_since(run.epoch).as_nanos() as u64;
-    let _ = go_tx.send(Some(start));
-    let mut finished = 0;
-    while finished < n {
-        match done_rx.recv().await {
-            Some(()) => finished += 1,
-            None => break,
-        }
-    }
     let send_secs = start.elapsed().as_secs_f64();
     let sent_now = run.sent.load(Ordering::Relaxed);
     println!("{label}: sending done in {send_secs:.1} s ({sent_now} sent); waiting up to 5 s for stragglers");
@@ -1953,7 +1970,7 @@ async fn track(args: &Args) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_after = cpu_snapshot(&pids, with_pg, with_redis);
-    let _ = stop_tx.send(true);
+    let _ = run_ctl.stop.send(true);
     let mut reports = Vec::with_capacity(handles.len());
     for h in handles {
         if let Ok(r) = h.await {
@@ -1963,78 +1980,39 @@ async fn track(args: &Args) -> Res<()> {
 
     let sent = run.sent.load(Ordering::Relaxed);
     let expected = expected();
-    let mut latencies: Vec<u32> = Vec::new();
-    let (mut received, mut dups, mut ooo, mut skipped, mut send_failures) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let failures = Tally::default();
-    let closes = Tally::default();
-    let errors = Tally::default();
-    for r in &mut reports {
-        received += r.received;
-        dups += r.duplicates;
-        ooo += r.out_of_order;
-        skipped += r.skipped;
-        send_failures += r.send_failures;
-        latencies.append(&mut r.latencies_us);
-        if let Some(f) = r.failure.take() {
-            failures.add(f);
-        }
-        if let Some(c) = r.closed_by_server.take() {
-            closes.add(c);
-        }
-        for (k, v) in &r.errors {
-            errors.add_n(k.clone(), *v);
-        }
-    }
-    latencies.sort_unstable();
+    let t = Totals::of(&mut reports);
     let last_ns = run.last_delivery_ns.load(Ordering::Relaxed);
     let secs_taken = (last_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
     let ingested_per_sec = sent as f64 / send_secs.max(1e-9);
-    let delivered_per_sec = received as f64 / secs_taken;
-    let ms = |ticks: u64| ticks as f64 * 1000.0 / clk;
-    let app_ticks = ticks_between(&cpu_before.app, &cpu_after.app);
-    let pg_ticks = ticks_between(&cpu_before.pg, &cpu_after.pg);
-    let redis_ticks = ticks_between(&cpu_before.redis, &cpu_after.redis);
-    let per_1000_positions = |ticks: u64| {
+    let delivered_per_sec = t.received as f64 / secs_taken;
+    let (app, pg, redis) = cpu_spent(&cpu_before, &cpu_after);
+    let per_1000 = |ms: f64| {
         if sent == 0 {
             0.0
         } else {
-            ms(ticks) * 1000.0 / sent as f64
+            ms * 1000.0 / sent as f64
         }
     };
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
 
     println!("{label}: sockets ready={ok} failed={failed}");
-    if failed > 0 {
-        println!("{label}: connect failures: {}", failures.render());
-    }
     println!(
-        "{label}: positions sent={sent} ({ingested_per_sec:.0}/s) expected_deliveries={expected} received={received} skipped(coalesced)={skipped} duplicates={dups} out_of_order={ooo} send_failures={send_failures}"
+        "{label}: positions sent={sent} ({ingested_per_sec:.0}/s) expected_deliveries={expected} received={} skipped(coalesced)={} duplicates={} out_of_order={} send_failures={}",
+        t.received, t.skipped, t.duplicates, t.out_of_order, t.send_failures
     );
     println!(
-        "{label}: deliveries/s={delivered_per_sec:.0}; latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.90),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
+        "{label}: deliveries/s={delivered_per_sec:.0}; {}",
+        t.latency_line()
     );
     if !pids.is_empty() || with_pg || with_redis {
         println!(
-            "{label}: CPU ms (per 1000 positions): app {:.0} ({:.1}), postgres {:.0} ({:.1}), redis {:.0} ({:.1})",
-            ms(app_ticks),
-            per_1000_positions(app_ticks),
-            ms(pg_ticks),
-            per_1000_positions(pg_ticks),
-            ms(redis_ticks),
-            per_1000_positions(redis_ticks),
+            "{label}: CPU ms (per 1000 positions): app {app:.0} ({:.1}), postgres {pg:.0} ({:.1}), redis {redis:.0} ({:.1})",
+            per_1000(app),
+            per_1000(pg),
+            per_1000(redis),
         );
     }
-    if closes.to_json().as_object().is_some_and(|o| !o.is_empty()) {
-        println!("{label}: closed by the server: {}", closes.render());
-    }
-    if errors.to_json().as_object().is_some_and(|o| !o.is_empty()) {
-        println!("{label}: errors: {}", errors.render());
-    }
+    t.print_troubles(&label);
     let summary = json!({
         "label": label,
         "matches": n,
@@ -2046,29 +2024,24 @@ async fn track(args: &Args) -> Res<()> {
         "positions_sent": sent,
         "positions_per_sec": round(ingested_per_sec),
         "expected_deliveries": expected,
-        "received": received,
-        "skipped_coalesced": skipped,
-        "duplicates": dups,
-        "out_of_order": ooo,
+        "received": t.received,
+        "skipped_coalesced": t.skipped,
+        "duplicates": t.duplicates,
+        "out_of_order": t.out_of_order,
         "deliveries_per_sec": round(delivered_per_sec),
-        "latency_ms": {
-            "p50": percentile(&latencies, 0.50),
-            "p90": percentile(&latencies, 0.90),
-            "p99": percentile(&latencies, 0.99),
-            "max": percentile(&latencies, 1.0),
-        },
+        "latency_ms": t.latency_json(),
         "cpu_ms": {
-            "app": round(ms(app_ticks)),
-            "postgres": round(ms(pg_ticks)),
-            "redis": round(ms(redis_ticks)),
+            "app": round(app),
+            "postgres": round(pg),
+            "redis": round(redis),
         },
         "cpu_ms_per_1000_positions": {
-            "app": round(per_1000_positions(app_ticks)),
-            "postgres": round(per_1000_positions(pg_ticks)),
-            "redis": round(per_1000_positions(redis_ticks)),
+            "app": round(per_1000(app)),
+            "postgres": round(per_1000(pg)),
+            "redis": round(per_1000(redis)),
         },
-        "closed_by_server": closes.to_json(),
-        "errors": errors.to_json(),
+        "closed_by_server": t.closes.to_json(),
+        "errors": t.errors.to_json(),
     });
     println!("TRACK_RESULT {summary}");
     Ok(())

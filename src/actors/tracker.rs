@@ -405,6 +405,13 @@ impl Handler<Stored> for ParcelTracker {
 
     fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
         self.probe.handled();
+        // Several positions of this parcel in one stored batch: watchers get the newest.
+        let older = msg.items.len().saturating_sub(1) as u64;
+        self.state
+            .metrics
+            .realtime
+            .coalesced
+            .inc_by(older * self.watchers.len() as u64);
         let Some(newest) = msg.items.into_iter().max_by_key(|p| p.recorded_at) else {
             return;
         };

@@ -18,6 +18,7 @@ pub mod parcels;
 pub mod payments;
 pub mod routes;
 pub mod security;
+pub mod sse;
 pub mod tracking;
 pub mod trips;
 pub mod users;

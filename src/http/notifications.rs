@@ -4,7 +4,6 @@
 
 use actix::Actor;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::stream;
 use tokio::sync::mpsc;
 
 use super::ws::{authenticate_stream, WsParams};
@@ -54,16 +53,7 @@ pub async fn stream_events(
         state.clone(),
     )
     .start();
-    let body = stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    Ok(super::sse::response(rx))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

@@ -4,7 +4,6 @@
 
 use actix::Actor;
 use actix_web::{web, HttpResponse};
-use futures_util::stream;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
@@ -118,14 +117,5 @@ pub async fn track_stream(
     };
     let (tx, rx) = mpsc::channel(QUEUE);
     TrackStream::new(match_id, tracker, tx, state.clone()).start();
-    let body = stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    Ok(super::sse::response(rx))
 }

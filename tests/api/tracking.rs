@@ -580,15 +580,8 @@ async fn the_recipients_link_and_stream_need_no_account_and_show_nothing_persona
     report(&app, &b, &south(dest, 12.0, t0, 0)).await;
     report(&app, &b, &south(dest, 8.0, t0, 60)).await;
 
-    let view: Value = app
-        .client
-        .get(app.url(&url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, view) = app.get_json(&url).await;
+    assert_eq!(status, 200);
     assert_eq!(view["status"], "in_transit");
     assert_eq!(
         parse_v(&view["latest"]["recorded_at"]),
@@ -613,21 +606,10 @@ async fn the_recipients_link_and_stream_need_no_account_and_show_nothing_persona
     ] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
-    let bad = app
-        .client
-        .get(app.url("/api/track/not-a-token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 404);
+    assert_eq!(app.get("/api/track/not-a-token").await.status(), 404);
 
     // The stream: status, the latest position, then live positions, then the end at delivery.
-    let res = app
-        .client
-        .get(app.url(&format!("{url}/stream")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get(&format!("{url}/stream")).await;
     let mut records = EventStream::new(res);
     let status = records.next().await.1;
     assert_eq!(
@@ -666,22 +648,8 @@ async fn the_recipients_link_and_stream_need_no_account_and_show_nothing_persona
         "the stream ends after delivery"
     );
     // Afterwards: no stream (204: EventSource stops reconnecting), no position in the view.
-    let res = app
-        .client
-        .get(app.url(&format!("{url}/stream")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let view: Value = app
-        .client
-        .get(app.url(&url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(app.get(&format!("{url}/stream")).await.status(), 204);
+    let (_, view) = app.get_json(&url).await;
     assert_eq!(view["status"], "completed");
     assert!(view["latest"].is_null(), "{view}");
 }

@@ -25,7 +25,9 @@ const QUEUE: usize = 8_192;
 /// Positions stored in one statement, at most.
 const MAX_BATCH: usize = 2_048;
 /// Batches in flight at once (each holds one pooled connection while it runs).
-const LANES: usize = 2;
+const LANES: usize = 4;
+/// Stored batches waiting for their lane's announcer, at most (the lane waits beyond).
+const ANNOUNCE_QUEUE: usize = 64;
 /// How long a match's latest position stays in Redis after its last update.
 const LATEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts at storing a batch before its positions are given up (a later position of the same
@@ -64,7 +66,10 @@ impl TrackWriter {
         let lanes = (0..LANES)
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<Item>(QUEUE);
-                let sinks = sinks.clone();
+                // The lane stores; its announcer publishes what was stored, in order, while the
+                // lane already stores the next batch.
+                let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(ANNOUNCE_QUEUE);
+                let (store_sinks, announce_sinks) = (sinks.clone(), sinks.clone());
                 actix_web::rt::spawn(async move {
                     while let Some(first) = rx.recv().await {
                         let mut batch = vec![first];
@@ -74,7 +79,15 @@ impl TrackWriter {
                                 Err(_) => break,
                             }
                         }
-                        write(&sinks, batch).await;
+                        let outcome = write(&store_sinks, batch).await;
+                        if done_tx.send(outcome).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                actix_web::rt::spawn(async move {
+                    while let Some(outcome) = done_rx.recv().await {
+                        announce(&announce_sinks, outcome).await;
                     }
                 });
                 tx
@@ -92,7 +105,20 @@ impl TrackWriter {
     }
 }
 
-async fn write(sinks: &Sinks, batch: Vec<Item>) {
+/// A batch after its attempt at the database.
+enum Outcome {
+    Stored {
+        items: Vec<TrackedPosition>,
+        arrived: Vec<uuid::Uuid>,
+        replies: Vec<(oneshot::Sender<Result<bool, AppError>>, bool)>,
+    },
+    Lost {
+        match_ids: Vec<uuid::Uuid>,
+        replies: Vec<oneshot::Sender<Result<bool, AppError>>>,
+    },
+}
+
+async fn write(sinks: &Sinks, batch: Vec<Item>) -> Outcome {
     let mut columns = Batch::default();
     for item in &batch {
         let p = &item.position;
@@ -119,22 +145,12 @@ async fn write(sinks: &Sinks, batch: Vec<Item>) {
     let (stored, arrived) = match outcome {
         Ok(done) => done,
         Err(_) => {
-            let mut lost: Vec<uuid::Uuid> = batch.iter().map(|i| i.position.match_id).collect();
-            lost.sort_unstable();
-            lost.dedup();
-            sinks
-                .events
-                .publish(Event::PositionsLost { match_ids: lost })
-                .await;
-            for item in batch {
-                if let Some(reply) = item.reply {
-                    let _ = reply.send(Err(AppError::unavailable(
-                        "postgres",
-                        "the position could not be stored",
-                    )));
-                }
-            }
-            return;
+            let mut match_ids: Vec<uuid::Uuid> =
+                batch.iter().map(|i| i.position.match_id).collect();
+            match_ids.sort_unstable();
+            match_ids.dedup();
+            let replies = batch.into_iter().filter_map(|i| i.reply).collect();
+            return Outcome::Lost { match_ids, replies };
         }
     };
     let mut items = Vec::with_capacity(stored.len());
@@ -147,17 +163,46 @@ async fn write(sinks: &Sinks, batch: Vec<Item>) {
             replies.push((reply, *kept));
         }
     }
-    let latest = latest_per_match(&items);
-    if !items.is_empty() {
-        sinks.events.publish(Event::Positions { items }).await;
+    Outcome::Stored {
+        items,
+        arrived,
+        replies,
     }
-    for match_id in arrived {
-        sinks.events.publish(Event::Arriving { match_id }).await;
-    }
-    // A client told "stored" finds the position in every view.
-    remember_latest(&sinks.redis, &latest).await;
-    for (reply, kept) in replies {
-        let _ = reply.send(Ok(kept));
+}
+
+/// Publishes what a batch's attempt came to, keeps the latest positions in Redis, and answers
+/// the positions that wait (a client told "stored" finds its position in every view).
+async fn announce(sinks: &Sinks, outcome: Outcome) {
+    match outcome {
+        Outcome::Stored {
+            items,
+            arrived,
+            replies,
+        } => {
+            let latest = latest_per_match(&items);
+            if !items.is_empty() {
+                sinks.events.publish(Event::Positions { items }).await;
+            }
+            for match_id in arrived {
+                sinks.events.publish(Event::Arriving { match_id }).await;
+            }
+            remember_latest(&sinks.redis, &latest).await;
+            for (reply, kept) in replies {
+                let _ = reply.send(Ok(kept));
+            }
+        }
+        Outcome::Lost { match_ids, replies } => {
+            sinks
+                .events
+                .publish(Event::PositionsLost { match_ids })
+                .await;
+            for reply in replies {
+                let _ = reply.send(Err(AppError::unavailable(
+                    "postgres",
+                    "the position could not be stored",
+                )));
+            }
+        }
     }
 }
 
