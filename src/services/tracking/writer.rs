@@ -2,12 +2,12 @@
 //! `LANES` writer tasks owns the matches that hash to it (so one match's positions are stored
 //! and published in order) and takes whatever has queued for it (up to `MAX_BATCH`), stores it
 //! in one statement (only matches still in transit take points), marks the first entry into a
-//! geofence, keeps each match's latest position in Redis for views on any node, and publishes
-//! the stored positions as one bus event — which the trackers of every node fan out to their
-//! watchers: persist, commit, then publish. A batch that cannot be stored is announced too
-//! (`PositionsLost`), so the trackers that accepted those positions forget them. An idle
-//! writer stores a lone position at once; the queues are bounded (a full one refuses the
-//! position: 503 `overloaded` on REST).
+//! geofence, publishes the stored positions as one bus event — which the trackers of every node
+//! fan out to their watchers: persist, commit, then publish — and keeps each match's latest
+//! position in Redis for views on any node. A batch that cannot be stored is announced too
+//! (`PositionsLost`), so the trackers that accepted those positions forget them. An idle writer
+//! stores a lone position at once; the queues are bounded (a full one refuses the position: 503
+//! `overloaded` on REST).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +25,7 @@ const QUEUE: usize = 8_192;
 /// Positions stored in one statement, at most.
 const MAX_BATCH: usize = 2_048;
 /// Batches in flight at once (each holds one pooled connection while it runs).
-const LANES: usize = 4;
-/// Stored batches waiting for their lane's announcer, at most (the lane waits beyond).
-const ANNOUNCE_QUEUE: usize = 64;
+const LANES: usize = 2;
 /// How long a match's latest position stays in Redis after its last update.
 const LATEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts at storing a batch before its positions are given up (a later position of the same
@@ -66,10 +64,7 @@ impl TrackWriter {
         let lanes = (0..LANES)
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<Item>(QUEUE);
-                // The lane stores; its announcer publishes what was stored, in order, while the
-                // lane already stores the next batch.
-                let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(ANNOUNCE_QUEUE);
-                let (store_sinks, announce_sinks) = (sinks.clone(), sinks.clone());
+                let sinks = sinks.clone();
                 actix_web::rt::spawn(async move {
                     while let Some(first) = rx.recv().await {
                         let mut batch = vec![first];
@@ -79,15 +74,11 @@ impl TrackWriter {
                                 Err(_) => break,
                             }
                         }
-                        let outcome = write(&store_sinks, batch).await;
-                        if done_tx.send(outcome).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-                actix_web::rt::spawn(async move {
-                    while let Some(outcome) = done_rx.recv().await {
-                        announce(&announce_sinks, outcome).await;
+                        // Announced before the next batch is taken: under load the queue grows
+                        // and batches with it, so the publications per position fall (an
+                        // announcer running beside the lane measured a growing backlog instead).
+                        let outcome = write(&sinks, batch).await;
+                        announce(&sinks, outcome).await;
                     }
                 });
                 tx
