@@ -235,6 +235,7 @@ if [[ $MODE == track ]]; then
   AIRBAR_PID=$NODE_PID
   "$LOADGEN" setup-tracking --base "http://127.0.0.1:$BASE_PORT" --bypass "$BYPASS" \
     --matches "$MATCHES" --out "$WORK/matches.json" | tail -1
+  echo "node VmRSS after the set-up (registrations hash with argon2): $(rss_kib "$AIRBAR_PID") KiB"
   "$LOADGEN" track --label airbar --urls "ws://127.0.0.1:$BASE_PORT/api/ws" --matches "$WORK/matches.json" \
     --watchers "$WATCHERS" --rate "$RATE" --secs "$SECS" --bypass "$BYPASS" \
     --sources 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5 \
