@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix::prelude::SendError;
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Running, StreamHandler,
     WrapFuture,
@@ -21,7 +22,7 @@ use super::chat_room::{self, ChatRoom};
 use super::outlet::{delivered, Close, Lag, Outlet, Push, RoomFrame, Slot, Wake, Watcher};
 use super::probe::ActorProbe;
 use super::registry::GetOrStart;
-use super::tracker::{Ingest, ParcelTracker, Refusal, Unwatch, Watch};
+use super::tracker::{ParcelTracker, Refusal, Report, Unwatch, Watch};
 use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
 use crate::services::auth::AuthUser;
@@ -104,8 +105,6 @@ struct TrackSub {
 
 /// Parcels one socket may watch at once, and trackers it keeps at hand for its positions.
 const MAX_TRACKS: usize = 32;
-/// Positions of one socket waiting for their tracker's answer; beyond, `overloaded`.
-const MAX_REPORTS_IN_FLIGHT: usize = 64;
 
 /// How long a message waits for an earlier one still on its way (another node may publish
 /// later than it committed) before the missing ones are read from the database.
@@ -140,8 +139,8 @@ pub struct WsSession {
     tracks: HashMap<Uuid, TrackSub>,
     /// Trackers this socket reported positions to (the traveler's app), by match.
     reporting: HashMap<Uuid, Addr<ParcelTracker>>,
-    /// Positions handed to a tracker and not yet answered.
-    reports_in_flight: usize,
+    /// Where trackers send the refusal of a position (made once).
+    errors_to: Option<actix::Recipient<Push>>,
 }
 
 pub struct SessionDeps {
@@ -171,7 +170,7 @@ impl WsSession {
             sending: false,
             tracks: HashMap::new(),
             reporting: HashMap::new(),
-            reports_in_flight: 0,
+            errors_to: None,
         }
     }
 
@@ -506,42 +505,37 @@ impl WsSession {
         );
     }
 
+    /// Hands a position to its tracker without waiting; a refusal comes back as an `error`
+    /// frame. A tracker whose mailbox is full refuses at once (`overloaded`).
     fn report(
         &mut self,
         tracker: Addr<ParcelTracker>,
         fix: crate::domain::tracking::Fix,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if self.reports_in_flight >= MAX_REPORTS_IN_FLIGHT {
-            return Self::error(ctx, "overloaded", "Too many positions at once; slow down.");
-        }
-        self.reports_in_flight += 1;
-        let ingest = Ingest {
+        let errors = self
+            .errors_to
+            .get_or_insert_with(|| ctx.address().recipient())
+            .clone();
+        let report = Report {
             user: self.user_id,
             fix,
-            wait: false,
+            errors,
         };
-        ctx.spawn(
-            tracker
-                .send(ingest)
-                .into_actor(self)
-                .map(|result, this, ctx| {
-                    this.reports_in_flight -= 1;
-                    match result {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(refusal)) => {
-                            let e = tracking::refusal(refusal);
-                            let code = if e.status().as_u16() == 404 {
-                                "forbidden"
-                            } else {
-                                e.code()
-                            };
-                            Self::error(ctx, code, &e.problem().detail);
-                        }
-                        Err(_) => Self::error(ctx, "unavailable", "The parcel tracker stopped."),
-                    }
-                }),
-        );
+        match tracker.try_send(report) {
+            Ok(()) => {}
+            Err(SendError::Full(_)) => {
+                Self::error(ctx, "overloaded", "Too many positions at once; slow down.")
+            }
+            Err(SendError::Closed(_)) => {
+                self.reporting.retain(|_, t| t.connected());
+                Self::error(
+                    ctx,
+                    "unavailable",
+                    "The parcel tracker stopped; send again.",
+                );
+            }
+        }
     }
 
     fn send_message(&mut self, frame: &serde_json::Value, ctx: &mut ws::WebsocketContext<Self>) {

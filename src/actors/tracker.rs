@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
     ResponseActFuture, WrapFuture,
 };
 use chrono::{DateTime, Utc};
@@ -296,25 +296,21 @@ impl Message for Ingest {
     type Result = Result<Ingested, Refusal>;
 }
 
-impl Handler<Ingest> for ParcelTracker {
-    type Result = ResponseActFuture<Self, Result<Ingested, Refusal>>;
-
-    fn handle(&mut self, msg: Ingest, ctx: &mut Context<Self>) -> Self::Result {
-        self.probe.handled();
-        self.active_at = Instant::now();
-        let stale = msg.user == self.seed.traveler_id
+impl ParcelTracker {
+    /// A traveler's position finds the status still short of `in_transit`: it may have moved
+    /// on before its event reached this tracker. At most once a second.
+    fn stale_for(&self, user: Uuid) -> bool {
+        user == self.seed.traveler_id
             && self.seed.status != "in_transit"
             && self
                 .rechecked_at
-                .is_none_or(|at| at.elapsed() >= RECHECK_EVERY);
-        if !stale {
-            let result = self.ingest(msg);
-            return Box::pin(actix::fut::ready(result));
-        }
-        // The status may have moved on before its event reached this tracker: read it again,
-        // holding every other message back meanwhile (so positions keep their order).
+                .is_none_or(|at| at.elapsed() >= RECHECK_EVERY)
+    }
+
+    /// Reads the match again, then runs `then`, holding every other message back meanwhile
+    /// (so positions keep their order).
+    fn recheck_then(&mut self, ctx: &mut Context<Self>, then: impl FnOnce(&mut Self) + 'static) {
         self.rechecked_at = Some(Instant::now());
-        let (answer, answered) = tokio::sync::oneshot::channel();
         let (state, match_id) = (self.state.clone(), self.match_id);
         ctx.wait(
             async move { crate::services::tracking::seed(&state, match_id).await }
@@ -323,10 +319,72 @@ impl Handler<Ingest> for ParcelTracker {
                     if let Ok(Some(seed)) = seed {
                         this.apply(seed);
                     }
-                    let _ = answer.send(this.ingest(msg));
+                    then(this);
                 }),
         );
+    }
+}
+
+impl Handler<Ingest> for ParcelTracker {
+    type Result = ResponseActFuture<Self, Result<Ingested, Refusal>>;
+
+    fn handle(&mut self, msg: Ingest, ctx: &mut Context<Self>) -> Self::Result {
+        self.probe.handled();
+        self.active_at = Instant::now();
+        if !self.stale_for(msg.user) {
+            let result = self.ingest(msg);
+            return Box::pin(actix::fut::ready(result));
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.recheck_then(ctx, move |this| {
+            let _ = answer.send(this.ingest(msg));
+        });
         Box::pin(async move { answered.await.unwrap_or(Err(Refusal::Overloaded)) }.into_actor(self))
+    }
+}
+
+/// A position from a traveler's socket: nothing comes back unless it is refused, when `errors`
+/// gets an `error` frame (no answer to wait for per position).
+pub struct Report {
+    pub user: Uuid,
+    pub fix: Fix,
+    pub errors: Recipient<Push>,
+}
+
+impl Message for Report {
+    type Result = ();
+}
+
+/// A refusal as the socket's `error` frame.
+fn refuse(errors: &Recipient<Push>, result: Result<Ingested, Refusal>) {
+    let Err(refusal) = result else { return };
+    let e = crate::services::tracking::refusal(refusal);
+    let code = if e.status().as_u16() == 404 {
+        "forbidden"
+    } else {
+        e.code()
+    };
+    let frame = json!({"type": "error", "code": code, "message": e.problem().detail});
+    let _ = errors.try_send(Push::new(Arc::from(frame.to_string()), None, None, 0));
+}
+
+impl Handler<Report> for ParcelTracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Report, ctx: &mut Context<Self>) {
+        self.probe.handled();
+        self.active_at = Instant::now();
+        let Report { user, fix, errors } = msg;
+        let ingest = Ingest {
+            user,
+            fix,
+            wait: false,
+        };
+        if !self.stale_for(user) {
+            let result = self.ingest(ingest);
+            return refuse(&errors, result);
+        }
+        self.recheck_then(ctx, move |this| refuse(&errors, this.ingest(ingest)));
     }
 }
 
