@@ -20,6 +20,19 @@ pub struct CustodyRow {
     pub hash: Vec<u8>,
 }
 
+impl From<CustodyRow> for crate::domain::custody::Link {
+    fn from(r: CustodyRow) -> Self {
+        Self {
+            seq: r.seq,
+            kind: r.kind,
+            data: r.data,
+            at: r.at,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
 #[derive(Debug, Insertable)]
 #[diesel(table_name = custody_events)]
 pub struct NewLink<'a> {

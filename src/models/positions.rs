@@ -88,6 +88,8 @@ pub async fn mark_arriving(
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Seed {
     #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
     pub sender_id: Uuid,
     #[diesel(sql_type = SqlUuid)]
     pub traveler_id: Uuid,
@@ -115,7 +117,7 @@ pub struct Seed {
     pub latest_accuracy_m: Option<f32>,
 }
 
-const SEED: &str = "SELECT m.sender_id, m.traveler_id, m.status, m.picked_up_at, \
+const SEED: &str = "SELECT m.id, m.sender_id, m.traveler_id, m.status, m.picked_up_at, \
      m.delivered_at, m.arriving_at, p.destination_lat, p.destination_lng, \
      t.arrival_at AS scheduled_arrival, l.recorded_at AS latest_at, l.lat AS latest_lat, \
      l.lng AS latest_lng, l.accuracy_m AS latest_accuracy_m \
@@ -131,25 +133,13 @@ pub async fn seed(conn: &mut AsyncPgConnection, match_id: Uuid) -> QueryResult<O
         .optional()
 }
 
-/// The seed of the match behind a recipient's tracking token, with the match id.
-pub async fn seed_by_token(
-    conn: &mut AsyncPgConnection,
-    token: &str,
-) -> QueryResult<Option<(Uuid, Seed)>> {
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-    }
-    let id: Option<Id> = diesel::sql_query("SELECT id FROM matches WHERE tracking_token = $1")
+/// The seed of the match behind a recipient's tracking token.
+pub async fn seed_by_token(conn: &mut AsyncPgConnection, token: &str) -> QueryResult<Option<Seed>> {
+    diesel::sql_query(format!("{SEED} WHERE m.tracking_token = $1"))
         .bind::<Text, _>(token)
         .get_result(conn)
         .await
-        .optional()?;
-    let Some(Id { id }) = id else {
-        return Ok(None);
-    };
-    Ok(seed(conn, id).await?.map(|s| (id, s)))
+        .optional()
 }
 
 /// A match's trail thinned to at most `max_points` (every k-th point, always the first and

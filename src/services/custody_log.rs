@@ -141,17 +141,10 @@ pub async fn view(state: &AppState, auth: AuthUser, id: MatchId) -> Result<Custo
         .filter(|m| m.sender_id == auth.user_id.0 || m.traveler_id == auth.user_id.0)
         .ok_or_else(AppError::not_found)?;
     let (seq, head) = rows::head(&mut conn, m.id).await?;
-    let stored = rows::chain(&mut conn, m.id).await?;
-    let links: Vec<Link> = stored
-        .iter()
-        .map(|r| Link {
-            seq: r.seq,
-            kind: r.kind.clone(),
-            data: r.data.clone(),
-            at: r.at,
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-        })
+    let links: Vec<Link> = rows::chain(&mut conn, m.id)
+        .await?
+        .into_iter()
+        .map(Link::from)
         .collect();
     let verification = custody::verify(m.id, &links, head.as_deref().map(|h| (seq, h)));
     let summary = links.iter().rev().find(|l| l.kind == POSITIONS_SUMMARY);

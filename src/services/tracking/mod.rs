@@ -423,7 +423,7 @@ async fn by_token_seed(state: &AppState, token: &str) -> Result<(Uuid, Seed), Ap
     let mut conn = db::conn(&state.db).await?;
     rows::seed_by_token(&mut conn, token)
         .await?
-        .map(|(id, seed)| (id, Seed::from(seed)))
+        .map(|seed| (seed.id, Seed::from(seed)))
         .ok_or_else(AppError::not_found)
 }
 

@@ -55,63 +55,50 @@ pub fn with(mut body: Value, path: &str, value: Value) -> Value {
 }
 
 impl TestApp {
-    /// POST with the bypass header (so fixtures do not count against rate limits).
-    pub async fn post_as(&self, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
+    /// A request as `user`, with the bypass header (so fixtures do not count against rate
+    /// limits) and a JSON body when there is one.
+    pub async fn request_as(
+        &self,
+        method: reqwest::Method,
+        user: &TestUser,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
         let (k, v) = self.bypass();
-        self.client
-            .post(self.url(path))
+        let mut req = self
+            .client
+            .request(method, self.url(path))
             .header(k, v)
-            .bearer_auth(&user.access_token)
-            .json(body)
-            .send()
+            .bearer_auth(&user.access_token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn post_as(&self, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
+        self.request_as(reqwest::Method::POST, user, path, Some(body))
             .await
-            .unwrap()
     }
 
     pub async fn get_as(&self, user: &TestUser, path: &str) -> reqwest::Response {
-        let (k, v) = self.bypass();
-        self.client
-            .get(self.url(path))
-            .header(k, v)
-            .bearer_auth(&user.access_token)
-            .send()
+        self.request_as(reqwest::Method::GET, user, path, None)
             .await
-            .unwrap()
     }
 
     pub async fn patch_as(&self, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
-        let (k, v) = self.bypass();
-        self.client
-            .patch(self.url(path))
-            .header(k, v)
-            .bearer_auth(&user.access_token)
-            .json(body)
-            .send()
+        self.request_as(reqwest::Method::PATCH, user, path, Some(body))
             .await
-            .unwrap()
     }
 
     pub async fn put_as(&self, user: &TestUser, path: &str, body: &Value) -> reqwest::Response {
-        let (k, v) = self.bypass();
-        self.client
-            .put(self.url(path))
-            .header(k, v)
-            .bearer_auth(&user.access_token)
-            .json(body)
-            .send()
+        self.request_as(reqwest::Method::PUT, user, path, Some(body))
             .await
-            .unwrap()
     }
 
     pub async fn delete_as(&self, user: &TestUser, path: &str) -> reqwest::Response {
-        let (k, v) = self.bypass();
-        self.client
-            .delete(self.url(path))
-            .header(k, v)
-            .bearer_auth(&user.access_token)
-            .send()
+        self.request_as(reqwest::Method::DELETE, user, path, None)
             .await
-            .unwrap()
     }
 
     /// Creates a trip and returns its JSON.
