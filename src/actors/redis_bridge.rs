@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::chat_room::{self, ChatRoom, Post, Signal};
 use super::probe::ActorProbe;
-use super::registry::Forward;
+use super::registry::{Forward, ForwardEach};
 use super::tracker::{self, Arrived, Lost, ParcelTracker, StatusChanged, Stored};
 use super::user_hub::{self, Deliver, SessionRevoked, UserHub};
 use crate::services::events::{Event, EventBus, Published, TrackedPosition};
@@ -53,7 +53,7 @@ impl RedisBridge {
         self.probe.sent();
         self.state
             .registry
-            .do_send(Forward::<A, M>::new(kind, id.to_string(), msg));
+            .do_send(Forward::<A, M>::new(kind, id, msg));
     }
 
     fn to_hub<M>(&self, user: Uuid, msg: M)
@@ -83,6 +83,19 @@ impl RedisBridge {
         self.forward::<ParcelTracker, M>(tracker::KIND, match_id, msg);
     }
 
+    /// One message per tracker, through one registry message.
+    fn to_trackers<M>(&self, items: Vec<(Uuid, M)>)
+    where
+        ParcelTracker: Handler<M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
+        self.probe.sent();
+        self.state
+            .registry
+            .do_send(ForwardEach::<ParcelTracker, M>::new(tracker::KIND, items));
+    }
+
     fn route(&self, published: &Published) {
         let at = published.at_us;
         match &published.event {
@@ -91,19 +104,21 @@ impl RedisBridge {
                 for p in items {
                     by_match.entry(p.match_id).or_default().push(p.clone());
                 }
-                for (match_id, items) in by_match {
-                    let stored = Stored {
-                        items,
-                        published_us: at,
-                    };
-                    self.to_tracker(match_id, stored);
-                }
+                let stored = by_match
+                    .into_iter()
+                    .map(|(match_id, items)| {
+                        let stored = Stored {
+                            items,
+                            published_us: at,
+                        };
+                        (match_id, stored)
+                    })
+                    .collect();
+                self.to_trackers(stored);
             }
             Event::Arriving { match_id } => self.to_tracker(*match_id, Arrived),
             Event::PositionsLost { match_ids } => {
-                for match_id in match_ids {
-                    self.to_tracker(*match_id, Lost);
-                }
+                self.to_trackers(match_ids.iter().map(|m| (*m, Lost)).collect());
             }
             Event::MatchUpdated {
                 match_id, status, ..

@@ -8,6 +8,8 @@ use std::time::Duration;
 use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, MessageResult};
 
+use uuid::Uuid;
+
 use super::probe::ActorProbe;
 
 /// How often entries of stopped actors are swept out, so the map never outgrows the live set.
@@ -16,7 +18,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     kind: &'static str,
-    id: String,
+    id: Uuid,
 }
 
 struct Entry {
@@ -59,7 +61,7 @@ impl Actor for Registry {
 /// the previous one has stopped.
 pub struct GetOrStart<A: Actor> {
     pub kind: &'static str,
-    pub id: String,
+    pub id: Uuid,
     pub start: Box<dyn FnOnce() -> Addr<A> + Send>,
 }
 
@@ -103,12 +105,12 @@ impl<A: Actor> Handler<GetOrStart<A>> for Registry {
 /// The live actor of `kind` for `id`, if there is one (nothing is started).
 pub struct Lookup<A: Actor> {
     pub kind: &'static str,
-    pub id: String,
+    pub id: Uuid,
     _actor: std::marker::PhantomData<fn() -> A>,
 }
 
 impl<A: Actor> Lookup<A> {
-    pub fn new(kind: &'static str, id: String) -> Self {
+    pub fn new(kind: &'static str, id: Uuid) -> Self {
         Self {
             kind,
             id,
@@ -144,13 +146,13 @@ impl<A: Actor> Handler<Lookup<A>> for Registry {
 /// entity with no actor on this node has no one here to tell). A full mailbox drops it.
 pub struct Forward<A: Actor, M> {
     pub kind: &'static str,
-    pub id: String,
+    pub id: Uuid,
     pub msg: M,
     _actor: std::marker::PhantomData<fn() -> A>,
 }
 
 impl<A: Actor, M> Forward<A, M> {
-    pub fn new(kind: &'static str, id: String, msg: M) -> Self {
+    pub fn new(kind: &'static str, id: Uuid, msg: M) -> Self {
         Self {
             kind,
             id,
@@ -175,18 +177,66 @@ where
 
     fn handle(&mut self, msg: Forward<A, M>, _: &mut Self::Context) {
         self.probe.handled();
-        let key = Key {
-            kind: msg.kind,
-            id: msg.id,
-        };
+        self.forward::<A, M>(msg.kind, msg.id, msg.msg);
+    }
+}
+
+/// `Forward` to many actors of one kind in one message (a batch of stored positions goes to
+/// each parcel's tracker).
+pub struct ForwardEach<A: Actor, M> {
+    pub kind: &'static str,
+    pub items: Vec<(Uuid, M)>,
+    _actor: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<A: Actor, M> ForwardEach<A, M> {
+    pub fn new(kind: &'static str, items: Vec<(Uuid, M)>) -> Self {
+        Self {
+            kind,
+            items,
+            _actor: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<A: Actor, M> Message for ForwardEach<A, M> {
+    type Result = ();
+}
+
+impl<A, M> Handler<ForwardEach<A, M>> for Registry
+where
+    A: Actor + Handler<M>,
+    A::Context: ToEnvelope<A, M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    type Result = ();
+
+    fn handle(&mut self, msg: ForwardEach<A, M>, _: &mut Self::Context) {
+        self.probe.handled();
+        for (id, m) in msg.items {
+            self.forward::<A, M>(msg.kind, id, m);
+        }
+    }
+}
+
+impl Registry {
+    /// Hands `msg` to the live actor of `kind` for `id`, if any; a full mailbox drops it.
+    fn forward<A, M>(&self, kind: &'static str, id: Uuid, msg: M)
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
         let Some(addr) = self
             .entries
-            .get(&key)
+            .get(&Key { kind, id })
             .and_then(|e| e.addr.downcast_ref::<Addr<A>>())
         else {
             return;
         };
-        match addr.try_send(msg.msg) {
+        match addr.try_send(msg) {
             Ok(()) => self.probe.sent(),
             Err(_) => self.probe.dropped(),
         }
@@ -232,10 +282,10 @@ mod tests {
         }
     }
 
-    fn get(id: &str) -> GetOrStart<Echo> {
+    fn get(id: u128) -> GetOrStart<Echo> {
         GetOrStart {
             kind: "echo",
-            id: id.to_owned(),
+            id: Uuid::from_u128(id),
             start: Box::new(|| Echo.start()),
         }
     }
@@ -246,14 +296,14 @@ mod tests {
         let probe = ActorProbe::new(&metrics.actors, "registry");
         let registry = Registry::new(probe.clone()).start();
 
-        let a = probe.send(&registry, get("1")).await.unwrap();
-        let b = probe.send(&registry, get("1")).await.unwrap();
+        let a = probe.send(&registry, get(1)).await.unwrap();
+        let b = probe.send(&registry, get(1)).await.unwrap();
         assert_eq!(a, b);
-        let c = probe.send(&registry, get("2")).await.unwrap();
+        let c = probe.send(&registry, get(2)).await.unwrap();
         assert_ne!(a, c);
 
         a.send(Stop).await.unwrap();
-        let d = probe.send(&registry, get("1")).await.unwrap();
+        let d = probe.send(&registry, get(1)).await.unwrap();
         assert_ne!(a, d, "a stopped actor is replaced");
         assert!(d.connected());
         assert_eq!(probe.send(&registry, Len).await.unwrap(), 2);

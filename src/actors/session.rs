@@ -48,7 +48,7 @@ pub async fn join_hub(
         let hub_state = state.clone();
         let get = GetOrStart::<UserHub> {
             kind: user_hub::KIND,
-            id: user.to_string(),
+            id: user,
             start: Box::new(move || UserHub::new(user, hub_state).start()),
         };
         let hub = state.registry.send(get).await.ok()?;
@@ -70,7 +70,7 @@ async fn join_room(
         let probe = ActorProbe::new(&state.metrics.actors, chat_room::KIND);
         let get = GetOrStart::<ChatRoom> {
             kind: chat_room::KIND,
-            id: room_id.to_string(),
+            id: room_id,
             start: Box::new(move || ChatRoom::new(room_id, probe, idle).start()),
         };
         let room = state.registry.send(get).await.ok()?;

@@ -137,11 +137,9 @@ pub fn leave(state: &AppState, hub: Option<&Addr<UserHub>>, user_id: Uuid, socke
     let leave = Leave { socket_id };
     match hub {
         Some(hub) => hub.do_send(leave),
-        None => {
-            state
-                .registry
-                .do_send(Forward::<UserHub, _>::new(KIND, user_id.to_string(), leave))
-        }
+        None => state
+            .registry
+            .do_send(Forward::<UserHub, _>::new(KIND, user_id, leave)),
     }
 }
 

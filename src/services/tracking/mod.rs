@@ -116,10 +116,7 @@ pub async fn tracker(
     let gone = || AppError::unavailable("registry", "the actor registry stopped");
     let known = state
         .registry
-        .send(Lookup::<ParcelTracker>::new(
-            tracker::KIND,
-            match_id.to_string(),
-        ))
+        .send(Lookup::<ParcelTracker>::new(tracker::KIND, match_id))
         .await
         .map_err(|_| gone())?;
     if let Some(addr) = known {
@@ -132,7 +129,7 @@ pub async fn tracker(
     let app = state.clone();
     let get = GetOrStart::<ParcelTracker> {
         kind: tracker::KIND,
-        id: match_id.to_string(),
+        id: match_id,
         start: Box::new(move || {
             use actix::Actor;
             ParcelTracker::new(match_id, seed, latest, app).start()
