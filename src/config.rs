@@ -114,6 +114,11 @@ pub struct TrackingSettings {
     /// The trail in `GET /api/matches/{id}/tracking` is thinned to at most this many points
     /// unless the client asks for fewer (`points`, at most 1000).
     pub trail_points: i64,
+    /// The trail writer's commits wait for the WAL to reach the disk. Off (the default), a
+    /// batch is committed and visible at once and flushed by PostgreSQL's WAL writer within
+    /// about three `wal_writer_delay`s: a crash of PostgreSQL itself (not of this node) can
+    /// lose the last fraction of a second of breadcrumbs, never anything else.
+    pub trail_synchronous_commit: bool,
 }
 
 impl TrackingSettings {

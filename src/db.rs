@@ -41,12 +41,41 @@ pub enum DbSetupError {
 /// A lazily connecting pool: building it never touches the network, so a node starts even
 /// while PostgreSQL is down and recovers on its own when it returns.
 pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, DbSetupError> {
+    build_pool(settings, settings.pool_max_size, None)
+}
+
+/// A pool of its own for one writer: `size` connections, each running `session_sql` (session
+/// settings such as `SET synchronous_commit = off`) once connected, so nothing else ever gets a
+/// connection with them.
+pub fn pool_with_session(
+    settings: &DatabaseSettings,
+    size: usize,
+    session_sql: &'static str,
+) -> Result<PgPool, DbSetupError> {
+    build_pool(settings, size, Some(session_sql))
+}
+
+fn build_pool(
+    settings: &DatabaseSettings,
+    size: usize,
+    session_sql: Option<&'static str>,
+) -> Result<PgPool, DbSetupError> {
     let connect_timeout = settings.connect_timeout();
     let mut manager_config = ManagerConfig::default();
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         Box::pin(async move {
-            tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
+            let connect = async {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                if let Some(sql) = session_sql {
+                    use diesel_async::SimpleAsyncConnection;
+                    conn.batch_execute(sql)
+                        .await
+                        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                }
+                Ok(conn)
+            };
+            tokio::time::timeout(connect_timeout, connect)
                 .await
                 .map_err(|_| diesel::ConnectionError::BadConnection("connect timed out".into()))?
         })
@@ -56,7 +85,7 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, DbSetupError> {
         manager_config,
     );
     Pool::builder(manager)
-        .max_size(settings.pool_max_size)
+        .max_size(size)
         .wait_timeout(Some(settings.acquire_timeout()))
         .create_timeout(Some(connect_timeout))
         .recycle_timeout(Some(connect_timeout))

@@ -401,7 +401,6 @@ diesel::joinable!(parcels -> users (sender_id));
 diesel::joinable!(payment_ops -> matches (match_id));
 diesel::joinable!(payment_ops -> withdrawals (withdrawal_id));
 diesel::joinable!(payments -> matches (match_id));
-diesel::joinable!(positions -> matches (match_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(trips -> users (traveler_id));

@@ -125,8 +125,12 @@ impl Application {
             db.clone(),
             crate::services::chat::room_rules(),
         ));
+        let trail_db = crate::services::tracking::writer::trail_pool(
+            &settings.database,
+            settings.tracking.trail_synchronous_commit,
+        )?;
         let tracking = Arc::new(crate::services::tracking::writer::TrackWriter::start(
-            db.clone(),
+            trail_db,
             redis.clone(),
             events.clone(),
         ));

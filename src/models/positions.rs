@@ -42,20 +42,13 @@ pub struct Stored {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// Stores a batch in one statement; only points of matches still `in_transit` are taken (the
-/// match row is key-share locked, so a point waits for a delivery committing at that moment and
-/// is then refused: the trail ends with the delivery). A point already stored is skipped.
-/// Returns what was stored.
+/// Stores a batch in one statement (`airbar_store_positions`, whose plan each connection keeps);
+/// only points of matches still `in_transit` are taken (the match row is key-share locked, so a
+/// point waits for a delivery committing at that moment and is then refused: the trail ends with
+/// the delivery). A point already stored is skipped. Returns what was stored.
 pub async fn insert_batch(conn: &mut AsyncPgConnection, batch: &Batch) -> QueryResult<Vec<Stored>> {
     diesel::sql_query(
-        "INSERT INTO positions (match_id, recorded_at, lat, lng, accuracy_m) \
-         SELECT p.match_id, p.recorded_at, p.lat, p.lng, p.accuracy_m \
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::float8[], $4::float8[], $5::real[]) \
-              AS p(match_id, recorded_at, lat, lng, accuracy_m) \
-         JOIN (SELECT id FROM matches WHERE id = ANY($1) AND status = 'in_transit' \
-               FOR KEY SHARE) m ON m.id = p.match_id \
-         ON CONFLICT DO NOTHING \
-         RETURNING match_id, recorded_at",
+        "SELECT match_id, recorded_at FROM airbar_store_positions($1, $2, $3, $4, $5)",
     )
     .bind::<Array<SqlUuid>, _>(&batch.match_ids)
     .bind::<Array<Timestamptz>, _>(&batch.recorded_at)

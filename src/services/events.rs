@@ -47,12 +47,32 @@ pub struct TrackedPosition {
 impl TrackedPosition {
     /// The `position` frame watchers get (WebSocket and the recipient's stream alike).
     pub fn frame(&self) -> String {
-        json!({
-            "type": "position", "match_id": self.match_id, "lat": self.lat, "lng": self.lng,
-            "accuracy_m": self.accuracy_m, "recorded_at": self.recorded_at, "eta": self.eta,
-        })
-        .to_string()
+        let frame = PositionFrame {
+            kind: "position",
+            match_id: self.match_id,
+            lat: self.lat,
+            lng: self.lng,
+            accuracy_m: self.accuracy_m,
+            recorded_at: self.recorded_at,
+            eta: self.eta,
+        };
+        // Plain numbers, a uuid and times: serialising cannot fail.
+        serde_json::to_string(&frame).unwrap_or_default()
     }
+}
+
+/// The fields of a `position` frame, serialised straight to text (one per stored position on
+/// every node: no intermediate JSON value).
+#[derive(Serialize)]
+struct PositionFrame {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    match_id: Uuid,
+    lat: f64,
+    lng: f64,
+    accuracy_m: f32,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    eta: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,11 +232,19 @@ pub fn now_us() -> i64 {
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Envelope {
     node: Uuid,
     #[serde(flatten)]
     published: Published,
+}
+
+/// An `Envelope` as sent (borrowing what is also dispatched locally).
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    node: Uuid,
+    #[serde(flatten)]
+    published: &'a Published,
 }
 
 pub struct EventBus {
@@ -272,6 +300,14 @@ impl EventBus {
 
     /// Delivers to this node's subscribers and, through Redis, to the other nodes'.
     pub async fn publish(&self, event: Event) {
+        self.publish_with(event, deadpool_redis::redis::pipe())
+            .await;
+    }
+
+    /// `publish`, with `before` (commands whose results are not needed, such as the latest
+    /// positions' `SET`s) sent ahead of the `PUBLISH` in the same round trip: a node that gets
+    /// the event finds what they wrote.
+    pub async fn publish_with(&self, event: Event, mut before: deadpool_redis::redis::Pipeline) {
         let mut ids = Vec::new();
         for (user, frame) in event.user_frames() {
             ids.push((user, self.log.append(user, &frame).await));
@@ -285,20 +321,22 @@ impl EventBus {
             let _ = self.local.send(Arc::new(published));
             return;
         };
-        let payload = serde_json::to_string(&Envelope {
+        let payload = serde_json::to_string(&Outgoing {
             node: self.node,
-            published: published.clone(),
+            published: &published,
         });
         let _ = self.local.send(Arc::new(published));
         let sent: Result<(), String> = async {
             let payload = payload.map_err(|e| e.to_string())?;
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            deadpool_redis::redis::cmd("PUBLISH")
+            before
+                .cmd("PUBLISH")
                 .arg(&self.channel)
                 .arg(payload)
-                .query_async::<i64>(&mut conn)
+                .ignore();
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            before
+                .query_async::<()>(&mut conn)
                 .await
-                .map(|_| ())
                 .map_err(|e| e.to_string())
         }
         .await;
@@ -350,14 +388,15 @@ mod tests {
         let event = Event::TripRemoved {
             trip_id: Uuid::now_v7(),
         };
+        let published = Published {
+            event: event.clone(),
+            at_us: 1,
+            ids: Vec::new(),
+        };
         let envelope = |node| {
-            serde_json::to_string(&Envelope {
+            serde_json::to_string(&Outgoing {
                 node,
-                published: Published {
-                    event: event.clone(),
-                    at_us: 1,
-                    ids: Vec::new(),
-                },
+                published: &published,
             })
             .unwrap()
         };

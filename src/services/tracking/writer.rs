@@ -24,8 +24,8 @@ use crate::services::events::{Event, EventBus, TrackedPosition};
 const QUEUE: usize = 8_192;
 /// Positions stored in one statement, at most.
 const MAX_BATCH: usize = 2_048;
-/// Batches in flight at once (each holds one pooled connection while it runs).
-const LANES: usize = 2;
+/// Batches in flight at once, each on its own connection of the writer's pool.
+pub const LANES: usize = 1;
 /// How long a match's latest position stays in Redis after its last update.
 const LATEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts at storing a batch before its positions are given up (a later position of the same
@@ -45,6 +45,21 @@ pub struct TrackWriter {
     lanes: Vec<mpsc::Sender<Item>>,
 }
 
+/// The writer's connections: one per lane, created on the lanes' own thread (their I/O never
+/// crosses threads), asynchronously committing unless `synchronous` (see
+/// `tracking.trail_synchronous_commit`).
+pub fn trail_pool(
+    settings: &crate::config::DatabaseSettings,
+    synchronous: bool,
+) -> Result<PgPool, db::DbSetupError> {
+    let session = if synchronous {
+        "SET application_name = 'airbar trail writer'"
+    } else {
+        "SET application_name = 'airbar trail writer'; SET synchronous_commit = off"
+    };
+    db::pool_with_session(settings, LANES, session)
+}
+
 impl std::fmt::Debug for TrackWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrackWriter").finish_non_exhaustive()
@@ -58,7 +73,8 @@ struct Sinks {
 }
 
 impl TrackWriter {
-    /// Starts the writer lanes on the current runtime.
+    /// Starts the writer lanes on the current runtime. `db` is the writer's own pool (`LANES`
+    /// connections; see `trail_pool`).
     pub fn start(db: PgPool, redis: Redis, events: Arc<EventBus>) -> Self {
         let sinks = Arc::new(Sinks { db, redis, events });
         let lanes = (0..LANES)
@@ -161,8 +177,9 @@ async fn write(sinks: &Sinks, batch: Vec<Item>) -> Outcome {
     }
 }
 
-/// Publishes what a batch's attempt came to, keeps the latest positions in Redis, and answers
-/// the positions that wait (a client told "stored" finds its position in every view).
+/// Publishes what a batch's attempt came to — the latest position of each match is kept in
+/// Redis in the publication's round trip — and answers the positions that wait (a client told
+/// "stored" finds its position in every view).
 async fn announce(sinks: &Sinks, outcome: Outcome) {
     match outcome {
         Outcome::Stored {
@@ -170,14 +187,16 @@ async fn announce(sinks: &Sinks, outcome: Outcome) {
             arrived,
             replies,
         } => {
-            let latest = latest_per_match(&items);
             if !items.is_empty() {
-                sinks.events.publish(Event::Positions { items }).await;
+                let latest = remember_latest(&sinks.redis, &items);
+                sinks
+                    .events
+                    .publish_with(Event::Positions { items }, latest)
+                    .await;
             }
             for match_id in arrived {
                 sinks.events.publish(Event::Arriving { match_id }).await;
             }
-            remember_latest(&sinks.redis, &latest).await;
             for (reply, kept) in replies {
                 let _ = reply.send(Ok(kept));
             }
@@ -240,10 +259,11 @@ async fn store(
     Ok((kept, arrived))
 }
 
-/// The newest position of each match in `items`.
-fn latest_per_match(items: &[TrackedPosition]) -> Vec<(uuid::Uuid, String)> {
+/// `<prefix>track:<match_id>` ← the newest position of each match in `items` (with its ETA
+/// and speed), as commands for the publication's pipeline.
+fn remember_latest(redis: &Redis, items: &[TrackedPosition]) -> deadpool_redis::redis::Pipeline {
     let mut newest: std::collections::HashMap<uuid::Uuid, &TrackedPosition> =
-        std::collections::HashMap::new();
+        std::collections::HashMap::with_capacity(items.len());
     for p in items {
         newest
             .entry(p.match_id)
@@ -254,21 +274,12 @@ fn latest_per_match(items: &[TrackedPosition]) -> Vec<(uuid::Uuid, String)> {
             })
             .or_insert(p);
     }
-    newest
-        .into_values()
-        .filter_map(|p| serde_json::to_string(p).ok().map(|json| (p.match_id, json)))
-        .collect()
-}
-
-/// `<prefix>track:<match_id>` ← the latest position (with its ETA and speed), one pipeline.
-async fn remember_latest(redis: &Redis, latest: &[(uuid::Uuid, String)]) {
-    let Some(pool) = redis.pool() else { return };
-    if latest.is_empty() {
-        return;
-    }
     let mut pipe = deadpool_redis::redis::pipe();
-    for (match_id, json) in latest {
-        let key = redis.keys().key("track", &[&match_id.to_string()]);
+    for p in newest.into_values() {
+        let Ok(json) = serde_json::to_string(p) else {
+            continue;
+        };
+        let key = redis.keys().key("track", &[&p.match_id.to_string()]);
         pipe.cmd("SET")
             .arg(key)
             .arg(json)
@@ -276,16 +287,7 @@ async fn remember_latest(redis: &Redis, latest: &[(uuid::Uuid, String)]) {
             .arg(LATEST_TTL.as_secs())
             .ignore();
     }
-    let result: Result<(), String> = async {
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "latest positions not kept in Redis");
-    }
+    pipe
 }
 
 /// The latest position kept in Redis for a match, if any.
