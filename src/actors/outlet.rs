@@ -311,7 +311,9 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Offers the latest position frame (see `Slot`); `false` when the watcher has gone.
+    /// Offers the latest position frame (see `Slot`): `Slow` when the watcher's mailbox was full
+    /// for the wake-up (the frame waits in the slot for `wake` to be tried again), `Gone` when
+    /// the watcher has gone.
     pub fn offer_latest(
         &self,
         match_id: Uuid,
@@ -319,7 +321,7 @@ impl Watcher {
         published_us: i64,
         probe: &ActorProbe,
         coalesced: &Counter,
-    ) -> bool {
+    ) -> Offer {
         let (replaced, wake) = self.slot.put(text, published_us);
         if replaced {
             coalesced.inc();
@@ -327,11 +329,15 @@ impl Watcher {
         if wake {
             return self.wake(match_id, probe);
         }
-        self.wake.connected()
+        if self.wake.connected() {
+            Offer::Sent
+        } else {
+            Offer::Gone
+        }
     }
 
-    /// Wakes the watcher for its slot; a full mailbox leaves the frame for a later try.
-    pub fn wake(&self, match_id: Uuid, probe: &ActorProbe) -> bool {
+    /// Wakes the watcher for its slot; a full mailbox leaves the frame for a later try (`Slow`).
+    pub fn wake(&self, match_id: Uuid, probe: &ActorProbe) -> Offer {
         let wake = Wake {
             match_id,
             slot: self.slot.clone(),
@@ -339,14 +345,14 @@ impl Watcher {
         match self.wake.try_send(wake) {
             Ok(()) => {
                 probe.sent();
-                true
+                Offer::Sent
             }
             Err(SendError::Full(_)) => {
                 probe.dropped();
                 self.slot.disarm();
-                true
+                Offer::Slow
             }
-            Err(SendError::Closed(_)) => false,
+            Err(SendError::Closed(_)) => Offer::Gone,
         }
     }
 
@@ -427,7 +433,9 @@ mod tests {
         // 1 000 positions while the reader does not run: one frame held, one wake-up queued.
         for i in 0..1000 {
             let text: Arc<str> = Arc::from(format!("p{i}"));
-            assert!(watcher.offer_latest(match_id, text, 0, &probe, &metrics.realtime.coalesced));
+            let offer =
+                watcher.offer_latest(match_id, text, 0, &probe, &metrics.realtime.coalesced);
+            assert_eq!(offer, Offer::Sent);
         }
         let (wakes, taken) = reader.send(Report).await.unwrap();
         assert_eq!((wakes, taken), (1, vec![Arc::<str>::from("p999")]));

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::outlet::{Push, RoomFrame, Slot, Watcher};
+use super::outlet::{Offer, Push, RoomFrame, Slot, Watcher};
 use super::probe::ActorProbe;
 use crate::domain::geo::LatLng;
 use crate::domain::tracking::{self, Fix, Motion};
@@ -41,6 +41,8 @@ const MAILBOX: usize = 4096;
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// Watchers of one parcel on one node, at most.
 const MAX_WATCHERS: usize = 1024;
+/// How soon a watcher whose mailbox was full for its wake-up is woken again.
+const RETRY_WAKE: Duration = Duration::from_millis(250);
 
 pub struct ParcelTracker {
     match_id: Uuid,
@@ -55,6 +57,8 @@ pub struct ParcelTracker {
     rechecked_at: Option<Instant>,
     /// This node sent a position inside the geofence to be stored (`arriving` not yet seen).
     arriving_pending: bool,
+    /// A retry of the wake-ups that found a full mailbox is scheduled.
+    retry_scheduled: bool,
 }
 
 impl ParcelTracker {
@@ -81,6 +85,7 @@ impl ParcelTracker {
             active_at: Instant::now(),
             rechecked_at: None,
             arriving_pending: false,
+            retry_scheduled: false,
             state,
         }
     }
@@ -202,14 +207,46 @@ impl ParcelTracker {
         })
     }
 
-    fn fan_out_latest(&mut self, published_us: i64) {
+    fn fan_out_latest(&mut self, published_us: i64, ctx: &mut Context<Self>) {
         let Some((_, frame)) = &self.latest else {
             return;
         };
         let coalesced = &self.state.metrics.realtime.coalesced;
         let (probe, match_id) = (&self.probe, self.match_id);
-        self.watchers
-            .retain(|_, w| w.offer_latest(match_id, frame.clone(), published_us, probe, coalesced));
+        let mut stranded = false;
+        self.watchers.retain(|_, w| {
+            match w.offer_latest(match_id, frame.clone(), published_us, probe, coalesced) {
+                Offer::Sent => true,
+                Offer::Slow => {
+                    stranded = true;
+                    true
+                }
+                Offer::Gone => false,
+            }
+        });
+        if stranded {
+            self.wake_stranded_later(ctx);
+        }
+    }
+
+    /// Some watcher's mailbox was full for its wake-up: it is woken again in a while (its slot
+    /// keeps the newest frame meanwhile), until every slot's frame is covered by a wake-up.
+    fn wake_stranded_later(&mut self, ctx: &mut Context<Self>) {
+        if self.retry_scheduled {
+            return;
+        }
+        self.retry_scheduled = true;
+        ctx.run_later(RETRY_WAKE, |this, ctx| {
+            this.retry_scheduled = false;
+            let (probe, match_id) = (&this.probe, this.match_id);
+            let mut still = false;
+            for w in this.watchers.values().filter(|w| w.stranded()) {
+                still |= w.wake(match_id, probe) == Offer::Slow;
+            }
+            if still {
+                this.wake_stranded_later(ctx);
+            }
+        });
     }
 
     fn fan_out(&mut self, text: &str, recipients_only: bool) {
@@ -251,13 +288,6 @@ impl Actor for ParcelTracker {
                 }
             },
         );
-        // A watcher whose wake-up found its mailbox full gets another one.
-        ctx.run_interval(Duration::from_millis(250), |this, _| {
-            let (probe, match_id) = (&this.probe, this.match_id);
-            for w in this.watchers.values().filter(|w| w.stranded()) {
-                w.wake(match_id, probe);
-            }
-        });
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -461,7 +491,7 @@ pub struct Stored {
 impl Handler<Stored> for ParcelTracker {
     type Result = ();
 
-    fn handle(&mut self, msg: Stored, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Stored, ctx: &mut Context<Self>) {
         self.probe.handled();
         // Several positions of this parcel in one stored batch: watchers get the newest.
         let older = msg.items.len().saturating_sub(1) as u64;
@@ -483,7 +513,7 @@ impl Handler<Stored> for ParcelTracker {
         }
         let frame = Arc::from(newest.frame());
         self.latest = Some((newest, frame));
-        self.fan_out_latest(msg.published_us);
+        self.fan_out_latest(msg.published_us, ctx);
     }
 }
 
