@@ -7,6 +7,12 @@ use airbar::config::{Settings, Source};
 use airbar::startup::{self, Application};
 use chrono::{DateTime, NaiveDate, Utc};
 
+/// mimalloc: allocations made on one thread and freed on another (frames and messages that
+/// cross from trackers to sockets) are cheap; glibc's arenas made them a tenth of the tracking
+/// path's CPU (BENCHMARKS.md, Live tracking).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: airbar [serve|migrate|reconcile [--from DATE] [--to DATE]]
   serve      create the database if missing, migrate, then serve HTTP and WebSocket (default)
   migrate    create the database if missing and apply pending migrations, then exit
