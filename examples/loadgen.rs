@@ -1328,6 +1328,31 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// The start of the sending phase, or `None` when the run ended before it.
+async fn wait_for_go(go: &mut watch::Receiver<Option<Instant>>) -> Option<Instant> {
+    loop {
+        if let Some(start) = *go.borrow_and_update() {
+            return Some(start);
+        }
+        if go.changed().await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// The sender's wait for the start (`Err` when told to stop first): before its loop, so that
+/// loop polls no `go` signal per frame.
+async fn start_of_sending(
+    go: &mut watch::Receiver<Option<Instant>>,
+    stop: &mut (impl std::future::Future + Unpin),
+) -> Result<Option<Instant>, ()> {
+    tokio::select! {
+        biased;
+        _ = stop => Err(()),
+        start = wait_for_go(go) => Ok(start),
+    }
+}
+
 async fn member(m: Member, fan: Arc<Fan>, ctl: Control) -> SocketReport {
     let Control {
         gate,
@@ -1358,31 +1383,36 @@ async fn member(m: Member, fan: Arc<Fan>, ctl: Control) -> SocketReport {
     let _ = ready.send(true);
 
     let log = &fan.rooms[m.room];
+    // Registered with the watch once, not once per frame (6 000 sockets share it).
+    let stop_signal = stop.changed();
+    tokio::pin!(stop_signal);
     let mut ticker: Option<tokio::time::Interval> = None;
-    let mut waiting_for_go = m.publisher;
+    if m.publisher {
+        match start_of_sending(&mut go, &mut stop_signal).await {
+            Ok(Some(start)) => {
+                let mut t = tokio::time::interval_at((start + m.stagger).into(), fan.period);
+                t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                ticker = Some(t);
+            }
+            Ok(None) => {
+                let _ = done_sending.send(());
+            }
+            Err(()) => {
+                let _ = done_sending.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                return report;
+            }
+        }
+    }
     let mut next = 0usize;
     let mut seen = vec![false; if m.publisher { 0 } else { fan.per_room }];
     let mut last_seq = 0i64;
     loop {
         tokio::select! {
             biased;
-            _ = stop.changed() => {
+            _ = &mut stop_signal => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 break;
-            }
-            changed = go.changed(), if waiting_for_go => {
-                if changed.is_err() {
-                    waiting_for_go = false;
-                    let _ = done_sending.send(());
-                    continue;
-                }
-                let start = *go.borrow_and_update();
-                if let Some(start) = start {
-                    waiting_for_go = false;
-                    let mut t = tokio::time::interval_at((start + m.stagger).into(), fan.period);
-                    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                    ticker = Some(t);
-                }
             }
             () = tick(&mut ticker), if ticker.is_some() => {
                 let frame = json!({"type": "send", "room_id": m.room_id,
@@ -1464,7 +1494,7 @@ async fn member(m: Member, fan: Arc<Fan>, ctl: Control) -> SocketReport {
             }
         }
     }
-    if m.publisher && (waiting_for_go || ticker.is_some()) {
+    if m.publisher && ticker.is_some() {
         let _ = done_sending.send(());
     }
     report
@@ -1749,8 +1779,31 @@ async fn track_socket(m: Tracker, run: Arc<Tracking>, ctl: Control) -> SocketRep
     }
     let _ = ready.send(true);
 
+    // Registered with the watch once, not once per frame (6 000 sockets share it).
+    let stop_signal = stop.changed();
+    tokio::pin!(stop_signal);
     let mut ticker: Option<tokio::time::Interval> = None;
-    let mut waiting_for_go = m.reporter;
+    if m.reporter {
+        match start_of_sending(&mut go, &mut stop_signal).await {
+            Ok(Some(start)) => {
+                let first = start + m.stagger;
+                let wall =
+                    unix_us() + first.saturating_duration_since(Instant::now()).as_micros() as u64;
+                log.first_us.store(wall, Ordering::Release);
+                let mut t = tokio::time::interval_at(first.into(), run.period);
+                t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                ticker = Some(t);
+            }
+            Ok(None) => {
+                let _ = done_sending.send(());
+            }
+            Err(()) => {
+                let _ = done_sending.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                return report;
+            }
+        }
+    }
     let mut next = 0usize;
     let mut last: Option<usize> = None;
     let period_us = run.period.as_micros() as u64;
@@ -1758,26 +1811,9 @@ async fn track_socket(m: Tracker, run: Arc<Tracking>, ctl: Control) -> SocketRep
     loop {
         tokio::select! {
             biased;
-            _ = stop.changed() => {
+            _ = &mut stop_signal => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 break;
-            }
-            changed = go.changed(), if waiting_for_go => {
-                if changed.is_err() {
-                    waiting_for_go = false;
-                    let _ = done_sending.send(());
-                    continue;
-                }
-                let start = *go.borrow_and_update();
-                if let Some(start) = start {
-                    waiting_for_go = false;
-                    let first = start + m.stagger;
-                    let wall = unix_us() + first.saturating_duration_since(Instant::now()).as_micros() as u64;
-                    log.first_us.store(wall, Ordering::Release);
-                    let mut t = tokio::time::interval_at(first.into(), run.period);
-                    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                    ticker = Some(t);
-                }
             }
             () = tick(&mut ticker), if ticker.is_some() => {
                 let first_us = log.first_us.load(Ordering::Acquire);
@@ -1860,7 +1896,7 @@ async fn track_socket(m: Tracker, run: Arc<Tracking>, ctl: Control) -> SocketRep
             }
         }
     }
-    if m.reporter && (waiting_for_go || ticker.is_some()) {
+    if m.reporter && ticker.is_some() {
         let _ = done_sending.send(());
     }
     report

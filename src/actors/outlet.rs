@@ -473,4 +473,43 @@ mod tests {
             Some("r".to_owned())
         );
     }
+
+    #[actix::test]
+    async fn a_watcher_whose_wake_up_found_a_full_mailbox_keeps_its_frame_until_woken_again() {
+        let metrics = Metrics::new();
+        let probe = ActorProbe::new(&metrics.actors, "parcel_tracker");
+        let coalesced = &metrics.realtime.coalesced;
+        // A mailbox of one, not read until this test awaits.
+        let reader = Reader::create(|ctx| {
+            ctx.set_mailbox_capacity(1);
+            Reader::default()
+        });
+        let watcher = Watcher {
+            socket_id: Uuid::now_v7(),
+            user: None,
+            slot: Arc::new(Slot::default()),
+            wake: reader.clone().recipient(),
+            push: reader.clone().recipient(),
+        };
+        let match_id = Uuid::now_v7();
+        let offer =
+            |text: &str| watcher.offer_latest(match_id, Arc::from(text), 0, &probe, coalesced);
+        assert_eq!(offer("p1"), Offer::Sent);
+        // The socket takes the frame another way (its subscription's answer does) while the
+        // wake-up still waits in the full mailbox: the next wake-up is refused.
+        assert!(watcher.slot.take().is_some());
+        assert_eq!(offer("p2"), Offer::Slow);
+        assert!(watcher.stranded());
+        // A newer frame replaces the waiting one (and tries a wake-up again, refused again).
+        assert_eq!(offer("p3"), Offer::Slow);
+        assert!(watcher.stranded());
+        assert_eq!(coalesced.get(), 1);
+
+        // Once the reader has caught up, the retry wakes it and it takes the newest frame.
+        reader.send(Report).await.unwrap();
+        assert_eq!(watcher.wake(match_id, &probe), Offer::Sent);
+        let (_, taken) = reader.send(Report).await.unwrap();
+        assert_eq!(taken.last().map(|t| t.to_string()), Some("p3".to_owned()));
+        assert!(!watcher.stranded());
+    }
 }
