@@ -111,6 +111,9 @@ pub struct TrackingSettings {
     pub geofence_m: f64,
     /// A tracker with no watcher and no position on this node for this long stops.
     pub tracker_idle_secs: u64,
+    /// Watchers (sockets and recipient streams) one parcel's tracker takes on one node; the
+    /// next is refused (`unavailable` on the socket, 503 on the stream).
+    pub max_watchers: usize,
     /// The trail in `GET /api/matches/{id}/tracking` is thinned to at most this many points
     /// unless the client asks for fewer (`points`, at most 1000).
     pub trail_points: i64,
@@ -141,10 +144,11 @@ impl TrackingSettings {
             || self.min_interval_secs < 0
             || self.max_future_secs < 0
             || self.tracker_idle_secs == 0
+            || self.max_watchers == 0
             || !(2..=1000).contains(&self.trail_points)
         {
             return Err(ConfigError(
-                "`tracking`: max_accuracy_m, max_speed_mps and geofence_m must be > 0, min_move_m, min_interval_secs and max_future_secs >= 0, tracker_idle_secs >= 1, trail_points 2..=1000"
+                "`tracking`: max_accuracy_m, max_speed_mps and geofence_m must be > 0, min_move_m, min_interval_secs and max_future_secs >= 0, tracker_idle_secs and max_watchers >= 1, trail_points 2..=1000"
                     .to_owned(),
             ));
         }

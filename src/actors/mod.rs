@@ -13,6 +13,7 @@ pub mod session;
 pub mod sse;
 pub mod track_stream;
 pub mod tracker;
+pub mod tracking;
 pub mod user_hub;
 
 pub use matchmaker::Matchmaker;

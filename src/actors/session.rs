@@ -22,12 +22,14 @@ use super::chat_room::{self, ChatRoom};
 use super::outlet::{delivered, Close, Lag, Outlet, Push, RoomFrame, Slot, Wake, Watcher};
 use super::probe::ActorProbe;
 use super::registry::GetOrStart;
-use super::tracker::{ParcelTracker, Refusal, Report, Unwatch, Watch};
+use super::tracker::{ParcelTracker, Report, Unwatch, Watch};
+use super::tracking;
 use super::user_hub::{self, UserHub};
 use crate::domain::ids::{SessionId, UserId};
+use crate::domain::tracking::Refusal;
 use crate::services::auth::AuthUser;
 use crate::services::chat;
-use crate::services::tracking::{self, PositionInput};
+use crate::services::tracking::PositionInput;
 use crate::state::AppState;
 
 pub const KIND: &str = "ws_session";

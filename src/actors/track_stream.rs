@@ -14,13 +14,13 @@ use actix::{
 };
 use actix_web::web::Bytes;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::outlet::{delivered, Close, Push, Slot, Wake, Watcher};
 use super::probe::ActorProbe;
 use super::tracker::{ParcelTracker, Unwatch, Watch};
-use crate::domain::tracking;
+use crate::domain::tracking::{self, Refusal};
 use crate::state::AppState;
 
 pub const KIND: &str = "track_stream";
@@ -40,15 +40,19 @@ pub struct TrackStream {
     watching: bool,
     /// A retry of a held-back position is scheduled.
     retrying: bool,
+    /// Told whether the tracker took this stream as a watcher (before the response starts).
+    answered: Option<oneshot::Sender<Result<(), Refusal>>>,
     state: actix_web::web::Data<AppState>,
     probe: ActorProbe,
 }
 
 impl TrackStream {
+    /// The stream's records go to `tx`; `answered` is told whether the tracker took it.
     pub fn new(
         match_id: Uuid,
         tracker: Addr<ParcelTracker>,
         tx: mpsc::Sender<Bytes>,
+        answered: oneshot::Sender<Result<(), Refusal>>,
         state: actix_web::web::Data<AppState>,
     ) -> Self {
         Self {
@@ -59,9 +63,17 @@ impl TrackStream {
             slot: Arc::new(Slot::held()),
             watching: false,
             retrying: false,
+            answered: Some(answered),
             probe: ActorProbe::new(&state.metrics.actors, KIND),
             state,
         }
+    }
+
+    fn refused(&mut self, refusal: Refusal, ctx: &mut Context<Self>) {
+        if let Some(answered) = self.answered.take() {
+            let _ = answered.send(Err(refusal));
+        }
+        ctx.stop();
     }
 
     /// Queues one record; `false` when the buffer is full (the client is behind) or gone (the
@@ -131,9 +143,14 @@ impl Actor for TrackStream {
                 .send(Watch(watcher))
                 .into_actor(self)
                 .map(|result, this, ctx| {
-                    let Ok(Ok(watching)) = result else {
-                        return ctx.stop();
+                    let watching = match result {
+                        Ok(Ok(watching)) => watching,
+                        Ok(Err(refusal)) => return this.refused(refusal, ctx),
+                        Err(_) => return this.refused(Refusal::Overloaded, ctx),
                     };
+                    if let Some(answered) = this.answered.take() {
+                        let _ = answered.send(Ok(()));
+                    }
                     this.watching = true;
                     let status = json!({
                         "type": "status", "match_id": this.match_id,

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::outlet::{Offer, Push, RoomFrame, Slot, Watcher};
 use super::probe::ActorProbe;
 use crate::domain::geo::LatLng;
-use crate::domain::tracking::{self, Fix, Motion};
+use crate::domain::tracking::{self, Fix, Motion, Refusal};
 use crate::services::events::{now_us, TrackedPosition};
 use crate::services::tracking::writer::Item;
 use crate::services::tracking::Seed;
@@ -39,8 +39,6 @@ const MAILBOX: usize = 4096;
 /// How often a tracker whose status says "not in transit" may re-read it for a traveler's
 /// position (the pickup's event may still be on its way).
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
-/// Watchers of one parcel on one node, at most.
-const MAX_WATCHERS: usize = 1024;
 /// How soon a watcher whose mailbox was full for its wake-up is woken again.
 const RETRY_WAKE: Duration = Duration::from_millis(250);
 
@@ -295,18 +293,6 @@ impl Actor for ParcelTracker {
     }
 }
 
-/// Why a position or a watcher is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Not a party of the match (or no such match): 404.
-    NotFound,
-    /// The sender: only the traveler reports positions.
-    NotTraveler,
-    NotInTransit(String),
-    /// The trail writer's queue is full.
-    Overloaded,
-}
-
 /// A position from `user`. `wait`: the reply carries a receiver told once it is stored.
 pub struct Ingest {
     pub user: Uuid,
@@ -444,7 +430,12 @@ impl Handler<Watch> for ParcelTracker {
                 return Err(Refusal::NotFound);
             }
         }
-        if self.watchers.len() >= MAX_WATCHERS && !self.watchers.contains_key(&watcher.socket_id) {
+        let max = self.state.settings.tracking.max_watchers;
+        if self.watchers.len() >= max {
+            // Watchers that went away without a word free their places first.
+            self.watchers.retain(|_, w| w.wake.connected());
+        }
+        if self.watchers.len() >= max && !self.watchers.contains_key(&watcher.socket_id) {
             return Err(Refusal::Overloaded);
         }
         self.watchers.insert(watcher.socket_id, watcher);

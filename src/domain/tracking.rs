@@ -161,6 +161,18 @@ impl Motion {
     }
 }
 
+/// Why a parcel's tracker refuses a position or a watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a party of the match (or no such match): 404.
+    NotFound,
+    /// The sender: only the traveler reports positions.
+    NotTraveler,
+    NotInTransit(String),
+    /// The trail writer's queue (or the tracker's watcher list) is full.
+    Overloaded,
+}
+
 /// After these statuses the parcel moves no more: live views end.
 pub fn moves_no_more(status: &str) -> bool {
     matches!(

@@ -2,13 +2,11 @@
 //! the parties' tracking view and custody log, and the recipient's link (`/api/track/{token}`
 //! and its event stream; no account).
 
-use actix::Actor;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use crate::actors::track_stream::{TrackStream, QUEUE};
+use crate::actors::tracking as trackers;
 use crate::domain::ids::MatchId;
 use crate::error::{AppError, Problem};
 use crate::services::auth::AuthUser;
@@ -37,7 +35,7 @@ pub async fn report_position(
     body: web::Json<PositionInput>,
 ) -> Result<web::Json<PositionReceipt>, AppError> {
     Ok(web::Json(
-        tracking::report(&state, user, id.into_inner(), &body).await?,
+        trackers::report(&state, user, id.into_inner(), &body).await?,
     ))
 }
 
@@ -107,15 +105,16 @@ pub async fn track(
         (status = 200, description = "An event stream", content_type = "text/event-stream"),
         (status = 204, description = "The parcel is delivered (or the match ended): nothing more will come"),
         (status = 404, description = "No such link", body = Problem),
+        (status = 503, description = "`overloaded`: the parcel has as many live followers as a node takes", body = Problem),
     ))]
 pub async fn track_stream(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let Some((match_id, tracker)) = tracking::stream_by_token(&state, &token).await? else {
-        return Ok(HttpResponse::NoContent().finish());
-    };
-    let (tx, rx) = mpsc::channel(QUEUE);
-    TrackStream::new(match_id, tracker, tx, state.clone()).start();
-    Ok(super::sse::response(rx))
+    Ok(
+        match trackers::open_recipient_stream(&state, &token).await? {
+            Some(records) => super::sse::response(records),
+            None => HttpResponse::NoContent().finish(),
+        },
+    )
 }

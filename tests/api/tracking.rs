@@ -653,3 +653,52 @@ async fn the_recipients_link_and_stream_need_no_account_and_show_nothing_persona
     assert_eq!(view["status"], "completed");
     assert!(view["latest"].is_null(), "{view}");
 }
+
+#[tokio::test]
+async fn a_parcel_with_as_many_watchers_as_a_node_takes_turns_the_next_one_away_until_one_leaves() {
+    let app = spawn_app_with(|s| {
+        s.tracking.max_future_secs = 3600;
+        s.tracking.max_watchers = 2;
+    })
+    .await;
+    let (b, _) = in_transit(&app).await;
+    let m = app
+        .json_of(&b.sender, &format!("/api/matches/{}", b.id))
+        .await;
+    let url = m["tracking_url"].as_str().unwrap().to_owned();
+
+    let mut sender = connect(&app, &b.sender).await;
+    assert_eq!(watch(&mut sender, &b.id).await["type"], "subscribed");
+    let res = app.get(&format!("{url}/stream")).await;
+    assert_eq!(res.status(), 200);
+    let mut stream = EventStream::new(res);
+    assert_eq!(stream.next().await.1["type"], "status");
+
+    // Full: another stream is answered 503 before it starts, another socket `unavailable`.
+    let res = app.get(&format!("{url}/stream")).await;
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "overloaded", "{body}");
+    let mut traveler = connect(&app, &b.traveler).await;
+    let answer = watch(&mut traveler, &b.id).await;
+    assert_eq!(
+        (answer["type"].as_str(), answer["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{answer}"
+    );
+
+    // The sender's socket leaves: its place is taken by the next one.
+    send(
+        &mut sender,
+        json!({"type": "unsubscribe", "channel": format!("tracking:{}", b.id)}),
+    )
+    .await;
+    send(&mut sender, json!({"type": "ping"})).await;
+    next_of(&mut sender, "pong").await;
+    send(
+        &mut traveler,
+        json!({"type": "subscribe", "channel": format!("tracking:{}", b.id)}),
+    )
+    .await;
+    assert_eq!(next_tracking(&mut traveler).await["type"], "subscribed");
+}

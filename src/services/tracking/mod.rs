@@ -1,24 +1,21 @@
-//! Live tracking use cases: positions from the traveler (REST here; WebSocket frames through
-//! the session), the parcel's tracker on this node (found or started from the database), and
-//! the views — the parties' `GET /api/matches/{id}/tracking` with the trail, and the
+//! Live tracking use cases: what a parcel's tracker is built from (`seed`, the latest position),
+//! how its refusals read as API errors, positions as clients send them, and the views — the
+//! parties' `GET /api/matches/{id}/tracking` with the trail, and the
 //! recipient's `GET /api/track/{token}` (no account; status, latest position, ETA, the custody
 //! times — nothing personal, no trail).
 
 pub mod writer;
 
-use actix::Addr;
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::actors::registry::{GetOrStart, Lookup};
-use crate::actors::tracker::{self, Ingest, ParcelTracker, Refusal};
 use crate::db;
 use crate::domain::geo::LatLng;
 use crate::domain::ids::MatchId;
-use crate::domain::tracking::{Fix, Motion};
+use crate::domain::tracking::{Fix, Motion, Refusal};
 use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::models::positions::{self as rows, Point};
@@ -75,7 +72,7 @@ pub async fn seed(state: &AppState, match_id: Uuid) -> Result<Option<Seed>, AppE
 
 /// The latest stored position with its ETA: Redis has it with the speed and ETA computed when it
 /// was accepted; if Redis lost it (or is down), the trail's last point with an ETA from it.
-async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<TrackedPosition> {
+pub async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<TrackedPosition> {
     let point = seed.latest_point?;
     if let Some(kept) = writer::latest(&state.redis, match_id).await {
         if kept.recorded_at >= point.recorded_at {
@@ -105,37 +102,6 @@ pub fn stored_position(match_id: Uuid, seed: &Seed, point: Point) -> TrackedPosi
         eta: motion.eta(seed.destination, seed.scheduled_arrival, Utc::now()),
         speed_mps: None,
     }
-}
-
-/// The match's tracker on this node, started from the database if it has none; `None` when
-/// there is no such match.
-pub async fn tracker(
-    state: &actix_web::web::Data<AppState>,
-    match_id: Uuid,
-) -> Result<Option<Addr<ParcelTracker>>, AppError> {
-    let gone = || AppError::unavailable("registry", "the actor registry stopped");
-    let known = state
-        .registry
-        .send(Lookup::<ParcelTracker>::new(tracker::KIND, match_id))
-        .await
-        .map_err(|_| gone())?;
-    if let Some(addr) = known {
-        return Ok(Some(addr));
-    }
-    let Some(seed) = seed(state, match_id).await? else {
-        return Ok(None);
-    };
-    let latest = latest_of(state, match_id, &seed).await;
-    let app = state.clone();
-    let get = GetOrStart::<ParcelTracker> {
-        kind: tracker::KIND,
-        id: match_id,
-        start: Box::new(move || {
-            use actix::Actor;
-            ParcelTracker::new(match_id, seed, latest, app).start()
-        }),
-    };
-    state.registry.send(get).await.map(Some).map_err(|_| gone())
 }
 
 /// A tracker's refusal as the API's error.
@@ -248,48 +214,6 @@ pub struct PositionReceipt {
     /// `too_fast`, `before_pickup`.
     pub dropped: Option<String>,
     pub eta: DateTime<Utc>,
-}
-
-/// `POST /api/matches/{id}/positions` (the traveler): answered once the position is stored.
-pub async fn report(
-    state: &actix_web::web::Data<AppState>,
-    auth: AuthUser,
-    id: MatchId,
-    input: &PositionInput,
-) -> Result<PositionReceipt, AppError> {
-    let fix = input.parse().map_err(AppError::validation)?;
-    let addr = tracker(state, id.0)
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    let ingest = Ingest {
-        user: auth.user_id.0,
-        fix,
-        wait: true,
-    };
-    let ingested = addr
-        .send(ingest)
-        .await
-        .map_err(|_| AppError::unavailable("tracker", "the parcel tracker stopped"))?
-        .map_err(refusal)?;
-    let stored = match ingested.stored {
-        Some(rx) => rx
-            .await
-            .map_err(|_| AppError::unavailable("tracker", "the trail writer stopped"))??,
-        None => false,
-    };
-    if ingested.accepted && !stored {
-        // The trail takes points only while the match is in transit: it was delivered (or
-        // disputed) before this one was stored.
-        return Err(refusal(Refusal::NotInTransit(
-            "no longer in transit".to_owned(),
-        )));
-    }
-    Ok(PositionReceipt {
-        accepted: ingested.accepted,
-        stored,
-        dropped: ingested.dropped.map(str::to_owned),
-        eta: ingested.eta,
-    })
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -413,7 +337,7 @@ fn plausible(token: &str) -> bool {
 }
 
 /// The match behind a recipient's token.
-async fn by_token_seed(state: &AppState, token: &str) -> Result<(Uuid, Seed), AppError> {
+pub async fn by_token_seed(state: &AppState, token: &str) -> Result<(Uuid, Seed), AppError> {
     if !plausible(token) {
         return Err(AppError::not_found());
     }
@@ -433,20 +357,6 @@ pub async fn by_token(state: &AppState, token: &str) -> Result<TrackingView, App
         view.latest = None;
     }
     Ok(view)
-}
-
-/// `GET /api/track/{token}/stream`: the match and its tracker on this node; `None` when the
-/// parcel moves no more (delivered, or the match ended).
-pub async fn stream_by_token(
-    state: &actix_web::web::Data<AppState>,
-    token: &str,
-) -> Result<Option<(Uuid, Addr<ParcelTracker>)>, AppError> {
-    let (id, seed) = by_token_seed(state, token).await?;
-    if crate::domain::tracking::moves_no_more(&seed.status) {
-        return Ok(None);
-    }
-    let addr = tracker(state, id).await?.ok_or_else(AppError::not_found)?;
-    Ok(Some((id, addr)))
 }
 
 /// The sender's copy of the recipient's link (`/api/track/<token>`), once the match is paid.
