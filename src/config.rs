@@ -122,6 +122,9 @@ pub struct TrackingSettings {
     /// about three `wal_writer_delay`s: a crash of PostgreSQL itself (not of this node) can
     /// lose the last fraction of a second of breadcrumbs, never anything else.
     pub trail_synchronous_commit: bool,
+    /// A trail batch of fewer than 64 points waits this long (from its first point) for more,
+    /// so a light load shares statements; 0 = store at once.
+    pub trail_linger_ms: u64,
 }
 
 impl TrackingSettings {
@@ -145,10 +148,11 @@ impl TrackingSettings {
             || self.max_future_secs < 0
             || self.tracker_idle_secs == 0
             || self.max_watchers == 0
+            || self.trail_linger_ms > 100
             || !(2..=1000).contains(&self.trail_points)
         {
             return Err(ConfigError(
-                "`tracking`: max_accuracy_m, max_speed_mps and geofence_m must be > 0, min_move_m, min_interval_secs and max_future_secs >= 0, tracker_idle_secs and max_watchers >= 1, trail_points 2..=1000"
+                "`tracking`: max_accuracy_m, max_speed_mps and geofence_m must be > 0, min_move_m, min_interval_secs and max_future_secs >= 0, tracker_idle_secs and max_watchers >= 1, trail_points 2..=1000, trail_linger_ms <= 100"
                     .to_owned(),
             ));
         }

@@ -133,6 +133,7 @@ impl Application {
             trail_db,
             redis.clone(),
             events.clone(),
+            Duration::from_millis(settings.tracking.trail_linger_ms),
         ));
         let payments = Arc::new(crate::services::payments::Payments::new(&settings)?);
         if payments.provider.is_test() && environment == Environment::Production {

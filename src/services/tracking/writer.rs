@@ -29,6 +29,8 @@ use crate::services::events::{Event, EventBus, TrackedPosition};
 const QUEUE: usize = 8_192;
 /// Positions stored in one statement, at most.
 const MAX_BATCH: usize = 2_048;
+/// A batch smaller than this waits up to `tracking.trail_linger_ms` for more.
+const LINGER_BELOW: usize = 64;
 /// Batches in flight at once, each on its own connection of the writer's pool.
 pub const LANES: usize = 1;
 /// How long a match's latest position stays in Redis after its last update.
@@ -80,7 +82,7 @@ struct Sinks {
 impl TrackWriter {
     /// Starts the writer lanes on the current runtime. `db` is the writer's own pool (`LANES`
     /// connections; see `trail_pool`).
-    pub fn start(db: PgPool, redis: Redis, events: Arc<EventBus>) -> Self {
+    pub fn start(db: PgPool, redis: Redis, events: Arc<EventBus>, linger: Duration) -> Self {
         let sinks = Arc::new(Sinks { db, redis, events });
         let lanes = (0..LANES)
             .map(|_| {
@@ -88,13 +90,7 @@ impl TrackWriter {
                 let sinks = sinks.clone();
                 actix_web::rt::spawn(async move {
                     while let Some(first) = rx.recv().await {
-                        let mut batch = vec![first];
-                        while batch.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(next) => batch.push(next),
-                                Err(_) => break,
-                            }
-                        }
+                        let batch = gather(&mut rx, first, linger).await;
                         // Announced before the next batch is taken: under load the queue grows
                         // and batches with it, so the publications per position fall (an
                         // announcer running beside the lane measured a growing backlog instead).
@@ -115,6 +111,28 @@ impl TrackWriter {
             mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
         })
     }
+}
+
+/// A batch: what has queued after `first`, up to `MAX_BATCH`; while that is under
+/// `LINGER_BELOW` points, what comes within `linger` of `first` too (a light load waits a
+/// moment and shares a statement instead of paying one for a handful of points; a heavy one
+/// never waits: its batches fill while the previous one is stored).
+async fn gather(rx: &mut mpsc::Receiver<Item>, first: Item, linger: Duration) -> Vec<Item> {
+    let deadline = tokio::time::Instant::now() + linger;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(mpsc::error::TryRecvError::Empty) if batch.len() < LINGER_BELOW => {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(next)) => batch.push(next),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// A batch after its attempt at the database.
