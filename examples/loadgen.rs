@@ -1340,17 +1340,22 @@ async fn wait_for_go(go: &mut watch::Receiver<Option<Instant>>) -> Option<Instan
     }
 }
 
-/// The sender's wait for the start (`Err` when told to stop first): before its loop, so that
-/// loop polls no `go` signal per frame.
+/// The sender's wait for the start, before its loop (so that loop polls no `go` signal per
+/// frame): `Err` when told to stop first. A sender that will not send is counted done.
 async fn start_of_sending(
     go: &mut watch::Receiver<Option<Instant>>,
     stop: &mut (impl std::future::Future + Unpin),
+    done_sending: &mpsc::UnboundedSender<()>,
 ) -> Result<Option<Instant>, ()> {
-    tokio::select! {
+    let start = tokio::select! {
         biased;
         _ = stop => Err(()),
         start = wait_for_go(go) => Ok(start),
+    };
+    if !matches!(start, Ok(Some(_))) {
+        let _ = done_sending.send(());
     }
+    start
 }
 
 async fn member(m: Member, fan: Arc<Fan>, ctl: Control) -> SocketReport {
@@ -1388,17 +1393,14 @@ async fn member(m: Member, fan: Arc<Fan>, ctl: Control) -> SocketReport {
     tokio::pin!(stop_signal);
     let mut ticker: Option<tokio::time::Interval> = None;
     if m.publisher {
-        match start_of_sending(&mut go, &mut stop_signal).await {
+        match start_of_sending(&mut go, &mut stop_signal, &done_sending).await {
             Ok(Some(start)) => {
                 let mut t = tokio::time::interval_at((start + m.stagger).into(), fan.period);
                 t.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 ticker = Some(t);
             }
-            Ok(None) => {
-                let _ = done_sending.send(());
-            }
+            Ok(None) => {}
             Err(()) => {
-                let _ = done_sending.send(());
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 return report;
             }
@@ -1784,7 +1786,7 @@ async fn track_socket(m: Tracker, run: Arc<Tracking>, ctl: Control) -> SocketRep
     tokio::pin!(stop_signal);
     let mut ticker: Option<tokio::time::Interval> = None;
     if m.reporter {
-        match start_of_sending(&mut go, &mut stop_signal).await {
+        match start_of_sending(&mut go, &mut stop_signal, &done_sending).await {
             Ok(Some(start)) => {
                 let first = start + m.stagger;
                 let wall =
@@ -1794,11 +1796,8 @@ async fn track_socket(m: Tracker, run: Arc<Tracking>, ctl: Control) -> SocketRep
                 t.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 ticker = Some(t);
             }
-            Ok(None) => {
-                let _ = done_sending.send(());
-            }
+            Ok(None) => {}
             Err(()) => {
-                let _ = done_sending.send(());
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 return report;
             }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::chat_room::{self, ChatRoom, Post, Signal};
 use super::probe::ActorProbe;
-use super::registry::{Forward, ForwardEach};
+use super::registry::Forward;
 use super::tracker::{self, Arrived, Lost, ParcelTracker, StatusChanged, Stored};
 use super::user_hub::{self, Deliver, SessionRevoked, UserHub};
 use crate::services::events::{Event, EventBus, Published, TrackedPosition};
@@ -93,7 +93,7 @@ impl RedisBridge {
         self.probe.sent();
         self.state
             .registry
-            .do_send(ForwardEach::<ParcelTracker, M>::new(tracker::KIND, items));
+            .do_send(Forward::<ParcelTracker, M>::each(tracker::KIND, items));
     }
 
     fn route(&self, published: &Published) {

@@ -142,21 +142,24 @@ impl<A: Actor> Handler<Lookup<A>> for Registry {
     }
 }
 
-/// Hands `msg` to the live actor of `kind` for `id` without waiting (nothing is started: an
-/// entity with no actor on this node has no one here to tell). A full mailbox drops it.
+/// Hands each message to the live actor of `kind` for its id without waiting (nothing is
+/// started: an entity with no actor on this node has no one here to tell). A full mailbox drops
+/// it. Several at once (a batch of stored positions to each parcel's tracker) are one message.
 pub struct Forward<A: Actor, M> {
     pub kind: &'static str,
-    pub id: Uuid,
-    pub msg: M,
+    pub items: Vec<(Uuid, M)>,
     _actor: std::marker::PhantomData<fn() -> A>,
 }
 
 impl<A: Actor, M> Forward<A, M> {
     pub fn new(kind: &'static str, id: Uuid, msg: M) -> Self {
+        Self::each(kind, vec![(id, msg)])
+    }
+
+    pub fn each(kind: &'static str, items: Vec<(Uuid, M)>) -> Self {
         Self {
             kind,
-            id,
-            msg,
+            items,
             _actor: std::marker::PhantomData,
         }
     }
@@ -176,43 +179,6 @@ where
     type Result = ();
 
     fn handle(&mut self, msg: Forward<A, M>, _: &mut Self::Context) {
-        self.probe.handled();
-        self.forward::<A, M>(msg.kind, msg.id, msg.msg);
-    }
-}
-
-/// `Forward` to many actors of one kind in one message (a batch of stored positions goes to
-/// each parcel's tracker).
-pub struct ForwardEach<A: Actor, M> {
-    pub kind: &'static str,
-    pub items: Vec<(Uuid, M)>,
-    _actor: std::marker::PhantomData<fn() -> A>,
-}
-
-impl<A: Actor, M> ForwardEach<A, M> {
-    pub fn new(kind: &'static str, items: Vec<(Uuid, M)>) -> Self {
-        Self {
-            kind,
-            items,
-            _actor: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<A: Actor, M> Message for ForwardEach<A, M> {
-    type Result = ();
-}
-
-impl<A, M> Handler<ForwardEach<A, M>> for Registry
-where
-    A: Actor + Handler<M>,
-    A::Context: ToEnvelope<A, M>,
-    M: Message + Send + 'static,
-    M::Result: Send,
-{
-    type Result = ();
-
-    fn handle(&mut self, msg: ForwardEach<A, M>, _: &mut Self::Context) {
         self.probe.handled();
         for (id, m) in msg.items {
             self.forward::<A, M>(msg.kind, id, m);
