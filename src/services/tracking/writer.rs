@@ -6,8 +6,8 @@
 //! fan out to their watchers: persist, commit, then publish — and keeps each match's latest
 //! position in Redis for views on any node, in the publication's round trip. A batch that cannot
 //! be stored is announced too (`PositionsLost`), so the trackers that accepted those positions
-//! forget them. An idle writer stores a lone position at once; the queues are bounded (a full
-//! one refuses the position: 503 `overloaded` on REST).
+//! forget them. An idle writer stores a lone position within `tracking.trail_linger_ms`; the
+//! queues are bounded (a full one refuses the position: 503 `overloaded` on REST).
 //!
 //! One lane: a batch's statement costs PostgreSQL about as much as a dozen of its points, so
 //! while one lane keeps up (it stores ~40 points a batch at 10 000/s here) a second would only
