@@ -417,18 +417,22 @@ mod tests {
         }
     }
 
-    #[actix::test]
-    async fn a_watcher_that_does_not_keep_up_gets_the_newest_frame_and_one_wake_up() {
-        let metrics = Metrics::new();
-        let probe = ActorProbe::new(&metrics.actors, "parcel_tracker");
-        let reader = Reader::default().start();
-        let watcher = Watcher {
+    fn watcher_of(reader: &actix::Addr<Reader>) -> Watcher {
+        Watcher {
             socket_id: Uuid::now_v7(),
             user: None,
             slot: Arc::new(Slot::default()),
             wake: reader.clone().recipient(),
             push: reader.clone().recipient(),
-        };
+        }
+    }
+
+    #[actix::test]
+    async fn a_watcher_that_does_not_keep_up_gets_the_newest_frame_and_one_wake_up() {
+        let metrics = Metrics::new();
+        let probe = ActorProbe::new(&metrics.actors, "parcel_tracker");
+        let reader = Reader::default().start();
+        let watcher = watcher_of(&reader);
         let match_id = Uuid::now_v7();
         // 1 000 positions while the reader does not run: one frame held, one wake-up queued.
         for i in 0..1000 {
@@ -484,13 +488,7 @@ mod tests {
             ctx.set_mailbox_capacity(1);
             Reader::default()
         });
-        let watcher = Watcher {
-            socket_id: Uuid::now_v7(),
-            user: None,
-            slot: Arc::new(Slot::default()),
-            wake: reader.clone().recipient(),
-            push: reader.clone().recipient(),
-        };
+        let watcher = watcher_of(&reader);
         let match_id = Uuid::now_v7();
         let offer =
             |text: &str| watcher.offer_latest(match_id, Arc::from(text), 0, &probe, coalesced);

@@ -50,10 +50,21 @@ impl RedisBridge {
         M: Message + Send + 'static,
         M::Result: Send,
     {
+        self.forward_each::<A, M>(kind, vec![(id, msg)]);
+    }
+
+    /// `forward` for several actors of one kind, in one registry message.
+    fn forward_each<A, M>(&self, kind: &'static str, items: Vec<(Uuid, M)>)
+    where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message + Send + 'static,
+        M::Result: Send,
+    {
         self.probe.sent();
         self.state
             .registry
-            .do_send(Forward::<A, M>::new(kind, id, msg));
+            .do_send(Forward::<A, M>::each(kind, items));
     }
 
     fn to_hub<M>(&self, user: Uuid, msg: M)
@@ -83,19 +94,6 @@ impl RedisBridge {
         self.forward::<ParcelTracker, M>(tracker::KIND, match_id, msg);
     }
 
-    /// One message per tracker, through one registry message.
-    fn to_trackers<M>(&self, items: Vec<(Uuid, M)>)
-    where
-        ParcelTracker: Handler<M>,
-        M: Message + Send + 'static,
-        M::Result: Send,
-    {
-        self.probe.sent();
-        self.state
-            .registry
-            .do_send(Forward::<ParcelTracker, M>::each(tracker::KIND, items));
-    }
-
     fn route(&self, published: &Published) {
         let at = published.at_us;
         match &published.event {
@@ -107,18 +105,21 @@ impl RedisBridge {
                 let stored = by_match
                     .into_iter()
                     .map(|(match_id, items)| {
-                        let stored = Stored {
-                            items,
-                            published_us: at,
-                        };
-                        (match_id, stored)
+                        (
+                            match_id,
+                            Stored {
+                                items,
+                                published_us: at,
+                            },
+                        )
                     })
                     .collect();
-                self.to_trackers(stored);
+                self.forward_each::<ParcelTracker, _>(tracker::KIND, stored);
             }
             Event::Arriving { match_id } => self.to_tracker(*match_id, Arrived),
             Event::PositionsLost { match_ids } => {
-                self.to_trackers(match_ids.iter().map(|m| (*m, Lost)).collect());
+                let lost = match_ids.iter().map(|m| (*m, Lost)).collect();
+                self.forward_each::<ParcelTracker, _>(tracker::KIND, lost);
             }
             Event::MatchUpdated {
                 match_id, status, ..

@@ -13,7 +13,7 @@ use super::registry::{GetOrStart, Lookup};
 use super::track_stream::{self, TrackStream};
 use super::tracker::{self, Ingest, ParcelTracker};
 use crate::domain::ids::MatchId;
-use crate::domain::tracking::{moves_no_more, Refusal};
+use crate::domain::tracking::Refusal;
 use crate::error::AppError;
 use crate::services::auth::AuthUser;
 use crate::services::tracking::{self, refusal, PositionInput, PositionReceipt};
@@ -34,10 +34,9 @@ pub async fn tracker(
     if let Some(addr) = known {
         return Ok(Some(addr));
     }
-    let Some(seed) = tracking::seed(state, match_id).await? else {
+    let Some((seed, latest)) = tracking::tracker_start(state, match_id).await? else {
         return Ok(None);
     };
-    let latest = tracking::latest_of(state, match_id, &seed).await;
     let app = state.clone();
     let get = GetOrStart::<ParcelTracker> {
         kind: tracker::KIND,
@@ -96,10 +95,9 @@ pub async fn open_recipient_stream(
     state: &actix_web::web::Data<AppState>,
     token: &str,
 ) -> Result<Option<mpsc::Receiver<Bytes>>, AppError> {
-    let (id, seed) = tracking::by_token_seed(state, token).await?;
-    if moves_no_more(&seed.status) {
+    let Some(id) = tracking::live_match_by_token(state, token).await? else {
         return Ok(None);
-    }
+    };
     let addr = tracker(state, id).await?.ok_or_else(AppError::not_found)?;
     let (tx, rx) = mpsc::channel(track_stream::QUEUE);
     let (answered, answer) = oneshot::channel();

@@ -72,7 +72,7 @@ pub async fn seed(state: &AppState, match_id: Uuid) -> Result<Option<Seed>, AppE
 
 /// The latest stored position with its ETA: Redis has it with the speed and ETA computed when it
 /// was accepted; if Redis lost it (or is down), the trail's last point with an ETA from it.
-pub async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<TrackedPosition> {
+async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<TrackedPosition> {
     let point = seed.latest_point?;
     if let Some(kept) = writer::latest(&state.redis, match_id).await {
         if kept.recorded_at >= point.recorded_at {
@@ -80,6 +80,26 @@ pub async fn latest_of(state: &AppState, match_id: Uuid, seed: &Seed) -> Option<
         }
     }
     Some(stored_position(match_id, seed, point))
+}
+
+/// What a tracker starts from: its match and the latest stored position; `None` when there is
+/// no such match.
+pub async fn tracker_start(
+    state: &AppState,
+    match_id: Uuid,
+) -> Result<Option<(Seed, Option<TrackedPosition>)>, AppError> {
+    let Some(seed) = seed(state, match_id).await? else {
+        return Ok(None);
+    };
+    let latest = latest_of(state, match_id, &seed).await;
+    Ok(Some((seed, latest)))
+}
+
+/// The match a recipient's live stream follows; `None` when the parcel moves no more
+/// (delivered, or the match ended: the stream would have nothing to say).
+pub async fn live_match_by_token(state: &AppState, token: &str) -> Result<Option<Uuid>, AppError> {
+    let (id, seed) = by_token_seed(state, token).await?;
+    Ok((!crate::domain::tracking::moves_no_more(&seed.status)).then_some(id))
 }
 
 /// A stored point as a position, its ETA computed from it alone (no speed known).
@@ -337,7 +357,7 @@ fn plausible(token: &str) -> bool {
 }
 
 /// The match behind a recipient's token.
-pub async fn by_token_seed(state: &AppState, token: &str) -> Result<(Uuid, Seed), AppError> {
+async fn by_token_seed(state: &AppState, token: &str) -> Result<(Uuid, Seed), AppError> {
     if !plausible(token) {
         return Err(AppError::not_found());
     }

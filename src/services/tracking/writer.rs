@@ -32,7 +32,7 @@ const MAX_BATCH: usize = 2_048;
 /// A batch smaller than this waits up to `tracking.trail_linger_ms` for more.
 const LINGER_BELOW: usize = 64;
 /// Batches in flight at once, each on its own connection of the writer's pool.
-pub const LANES: usize = 1;
+const LANES: usize = 1;
 /// How long a match's latest position stays in Redis after its last update.
 const LATEST_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts at storing a batch before its positions are given up (a later position of the same
